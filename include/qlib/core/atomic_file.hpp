@@ -1,0 +1,181 @@
+#pragma once
+// Crash-safe output: data goes to a temporary file next to the destination, is fsync'ed, then
+// renamed over it. Until commit() the destination is untouched; a failure or an exception removes
+// the temporary, so no half-written file is ever left under the final name.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qlib/core/error.hpp"
+
+namespace qlib {
+
+namespace detail {
+/// A sibling name for temporaries: ".<name>.tmp-<pid>-<random>" in the same directory (same filesystem).
+[[nodiscard]] inline std::filesystem::path temp_sibling(const std::filesystem::path& dest) {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    return dest.parent_path() /
+           cat(".", dest.filename().string(), ".tmp-", ::getpid(), "-", std::hex, rng() & 0xffffffffu);
+}
+
+inline void fsync_directory(const std::filesystem::path& dir) noexcept {
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+    }
+}
+}  // namespace detail
+
+class atomic_file {
+public:
+    explicit atomic_file(std::filesystem::path dest, std::string_view component = "io")
+        : dest_(std::move(dest)), temp_(detail::temp_sibling(dest_)), component_(component) {
+        fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd_ < 0) fail("cannot create temporary file ", temp_.string());
+        buffer_.reserve(buffer_capacity);
+    }
+    atomic_file(const atomic_file&) = delete;
+    atomic_file& operator=(const atomic_file&) = delete;
+    ~atomic_file() { discard(); }
+
+    void write(std::span<const std::byte> bytes) {
+        if (bytes.size() >= buffer_capacity) {
+            flush_buffer();
+            write_all(bytes.data(), bytes.size());
+        } else {
+            if (buffer_.size() + bytes.size() > buffer_capacity) flush_buffer();
+            buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+        }
+        written_ += bytes.size();
+    }
+    void write(std::string_view s) { write(std::as_bytes(std::span(s.data(), s.size()))); }
+    template <class T>
+    void write_pod(const T& v) { write(std::as_bytes(std::span(&v, 1))); }
+    void write_zeros(std::size_t n) {
+        static constexpr std::byte zeros[256]{};
+        while (n) {
+            const std::size_t k = std::min(n, sizeof zeros);
+            write(std::span(zeros, k));
+            n -= k;
+        }
+    }
+
+    [[nodiscard]] std::uint64_t written() const noexcept { return written_; }
+    [[nodiscard]] const std::filesystem::path& destination() const noexcept { return dest_; }
+
+    /// Flushes, fsyncs and renames the temporary over the destination.
+    void commit() {
+        flush_buffer();
+        if (::fsync(fd_) != 0) fail("fsync failed");
+        if (::close(fd_) != 0) {
+            fd_ = -1;
+            fail("close failed");
+        }
+        fd_ = -1;
+        if (::rename(temp_.c_str(), dest_.c_str()) != 0) fail("cannot rename ", temp_.string(), " into place");
+        committed_ = true;
+        detail::fsync_directory(dest_.parent_path());
+    }
+
+private:
+    static constexpr std::size_t buffer_capacity = std::size_t{1} << 20;
+
+    template <class... A>
+    [[noreturn]] void fail(A&&... what) {
+        const int e = errno;
+        discard();
+        detail::raise<io_error>(component_, dest_.string(), what..., ": ", std::strerror(e));
+    }
+    void flush_buffer() {
+        write_all(buffer_.data(), buffer_.size());
+        buffer_.clear();
+    }
+    void write_all(const std::byte* p, std::size_t n) {
+        while (n) {
+            const ssize_t k = ::write(fd_, p, std::min<std::size_t>(n, std::size_t{1} << 30));
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                fail("write failed after ", written_, " bytes");
+            }
+            p += k;
+            n -= static_cast<std::size_t>(k);
+        }
+    }
+    void discard() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        if (!committed_) ::unlink(temp_.c_str());
+    }
+
+    std::filesystem::path dest_, temp_;
+    std::string component_;
+    int fd_ = -1;
+    bool committed_ = false;
+    std::uint64_t written_ = 0;
+    std::vector<std::byte> buffer_;
+};
+
+/// Crash-safe output directory: files are written into a temporary sibling directory, which
+/// commit() renames to the destination. An existing destination is replaced only when `overwrite`
+/// is set (it is moved aside first and removed after the new one is in place).
+class atomic_directory {
+public:
+    atomic_directory(std::filesystem::path dest, bool overwrite, std::string_view component = "io")
+        : dest_(std::move(dest)), temp_(detail::temp_sibling(dest_)), overwrite_(overwrite), component_(component) {
+        if (std::filesystem::exists(dest_) && !overwrite_)
+            detail::raise<io_error>(component_, dest_.string(), "output exists (use --force to replace it)");
+        std::error_code ec;
+        std::filesystem::create_directories(temp_, ec);
+        if (ec) detail::raise<io_error>(component_, temp_.string(), "cannot create directory: ", ec.message());
+    }
+    atomic_directory(const atomic_directory&) = delete;
+    atomic_directory& operator=(const atomic_directory&) = delete;
+    ~atomic_directory() {
+        if (!committed_) {
+            std::error_code ec;
+            std::filesystem::remove_all(temp_, ec);
+        }
+    }
+
+    /// Where to write the directory's files before commit().
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return temp_; }
+    [[nodiscard]] std::filesystem::path operator/(std::string_view name) const { return temp_ / name; }
+
+    void commit() {
+        detail::fsync_directory(temp_);
+        std::filesystem::path old;
+        std::error_code ec;
+        if (std::filesystem::exists(dest_)) {
+            if (!overwrite_) detail::raise<io_error>(component_, dest_.string(), "output appeared while converting");
+            old = detail::temp_sibling(dest_);
+            std::filesystem::rename(dest_, old, ec);
+            if (ec) detail::raise<io_error>(component_, dest_.string(), "cannot move old output aside: ", ec.message());
+        }
+        std::filesystem::rename(temp_, dest_, ec);
+        if (ec) {
+            if (!old.empty()) std::filesystem::rename(old, dest_);
+            detail::raise<io_error>(component_, dest_.string(), "cannot rename output into place: ", ec.message());
+        }
+        committed_ = true;
+        detail::fsync_directory(dest_.parent_path());
+        if (!old.empty()) std::filesystem::remove_all(old, ec);
+    }
+
+private:
+    std::filesystem::path dest_, temp_;
+    bool overwrite_;
+    std::string component_;
+    bool committed_ = false;
+};
+
+}  // namespace qlib
