@@ -78,7 +78,7 @@ struct quantized_tensor {
     }
     /// Bits per weight including scales, biases and tables.
     [[nodiscard]] double bits_per_weight() const noexcept {
-        return rows * cols ? 8.0 * static_cast<double>(stored_bytes()) / static_cast<double>(rows * cols) : 0.0;
+        return rows > 0 && cols > 0 ? 8.0 * static_cast<double>(stored_bytes()) / static_cast<double>(rows * cols) : 0.0;
     }
 };
 
