@@ -10,8 +10,7 @@
 
 namespace {
 
-// The shared test data sits next to the repository (../shared from the root).
-const std::filesystem::path shared = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "shared";
+const std::filesystem::path shared = QLIB_SHARED_DIR;
 
 const qlib::tokenizer& load(const std::string& name) {
     static std::map<std::string, qlib::tokenizer> cache;
