@@ -1,0 +1,181 @@
+// Quantization throughput on a cache-resident-ish 4096x4096 and a beyond-L2 11008x4096 matrix.
+// Bytes reported (SetBytesProcessed):
+//   quantize / dequantize: the f32 matrix (input of quantize, output of dequantize);
+//   matvec / matmul: the stored weight bytes read (packed codes + scales + biases), so GB/s compare
+//   directly with BM_read_stream of the same byte count, the memory-bandwidth ceiling.
+// Multi-threaded variants report wall-clock rates (UseRealTime).
+// Run e.g.: bench_quant --benchmark_min_time=0.2 --benchmark_filter='matvec'
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "qlib/core/thread_pool.hpp"
+#include "qlib/quant/dispatch.hpp"
+
+namespace {
+
+using namespace qlib;
+
+const std::vector<float>& weights(std::int64_t rows, std::int64_t cols) {
+    static std::map<std::pair<std::int64_t, std::int64_t>, std::vector<float>> cache;
+    auto& w = cache[{rows, cols}];
+    if (w.empty()) {
+        std::mt19937 rng(42);
+        std::normal_distribution<float> d(0.0f, 0.02f);
+        w.resize(static_cast<std::size_t>(rows * cols));
+        for (auto& v : w) v = d(rng);
+    }
+    return w;
+}
+
+quant_config make_cfg(quant_scheme s, int bits, int group, dtype st = dtype::f32) {
+    quant_config c;
+    c.scheme = s;
+    c.bits = bits;
+    c.group_size = group;
+    c.scale_type = st;
+    return c;
+}
+
+const quantized_tensor& quantized(const quant_config& c, std::int64_t rows, std::int64_t cols) {
+    static std::map<std::tuple<int, int, int, int, std::int64_t>, std::unique_ptr<quantized_tensor>> cache;
+    auto& q = cache[{static_cast<int>(c.scheme), c.bits, c.group_size, static_cast<int>(c.scale_type), rows}];
+    if (!q) q = std::make_unique<quantized_tensor>(quantize(weights(rows, cols), rows, cols, c));
+    return *q;
+}
+
+constexpr std::int64_t cols = 4096;
+
+// Args: rows, bits, group.
+void BM_affine_quantize(benchmark::State& st) {
+    const auto rows = st.range(0);
+    const auto cfg = make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2)));
+    const auto& w = weights(rows, cols);
+    for (auto _ : st) benchmark::DoNotOptimize(quantize(w, rows, cols, cfg));
+    st.SetBytesProcessed(st.iterations() * rows * cols * 4);
+}
+
+void BM_affine_dequantize(benchmark::State& st) {
+    const auto rows = st.range(0);
+    const auto cfg = make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2)));
+    const auto v = view_of(quantized(cfg, rows, cols));
+    std::vector<float> out(static_cast<std::size_t>(rows * cols));
+    for (auto _ : st) {
+        dequantize_rows(v, 0, rows, out.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(st.iterations() * rows * cols * 4);
+}
+
+void run_matvec(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads) {
+    const auto& q = quantized(cfg, rows, cols);
+    const auto v = view_of(q);
+    std::vector<float> x(weights(1, cols)), y(static_cast<std::size_t>(rows));
+    thread_pool pool(threads);
+    for (auto _ : st) {
+        pool.parallel_for(static_cast<std::size_t>(rows), 16, [&](std::size_t b, std::size_t e, unsigned) {
+            matvec(v, x.data(), y.data(), static_cast<std::int64_t>(b), static_cast<std::int64_t>(e));
+        });
+        benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(q.stored_bytes()));
+    st.counters["bpw"] = q.bits_per_weight();
+}
+
+void BM_affine_matvec(benchmark::State& st) {
+    run_matvec(st, make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2))),
+               st.range(0), 1);
+}
+void BM_affine_matvec_2threads(benchmark::State& st) {
+    run_matvec(st, make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2))),
+               st.range(0), 2);
+}
+// Args: rows, bits, group (0 = per row).
+void BM_symmetric_quantize(benchmark::State& st) {
+    const auto rows = st.range(0);
+    const auto cfg = make_cfg(quant_scheme::symmetric, static_cast<int>(st.range(1)), static_cast<int>(st.range(2)));
+    const auto& w = weights(rows, cols);
+    for (auto _ : st) benchmark::DoNotOptimize(quantize(w, rows, cols, cfg));
+    st.SetBytesProcessed(st.iterations() * rows * cols * 4);
+}
+void BM_symmetric_matvec(benchmark::State& st) {
+    run_matvec(st, make_cfg(quant_scheme::symmetric, static_cast<int>(st.range(1)), static_cast<int>(st.range(2))),
+               st.range(0), 1);
+}
+// Args: rows, dtype (f32 / bf16 / f16 as the enum value).
+void BM_float_matvec(benchmark::State& st) {
+    run_matvec(st, make_cfg(quant_scheme::none, 0, 0, static_cast<dtype>(st.range(1))), st.range(0), 1);
+}
+void BM_float_matvec_2threads(benchmark::State& st) {
+    run_matvec(st, make_cfg(quant_scheme::none, 0, 0, static_cast<dtype>(st.range(1))), st.range(0), 2);
+}
+
+// The ceilings: one thread streaming-reading (sum) or copying a buffer of the given byte count.
+void BM_read_stream(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0)) / 4;
+    std::vector<float> buf(n, 1.0f);
+    for (auto _ : st) {
+        kernels::fbatch a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+        constexpr std::size_t W = kernels::fwidth;
+        for (std::size_t i = 0; i + 4 * W <= n; i += 4 * W) {
+            a0 += kernels::load_f32(buf.data() + i);
+            a1 += kernels::load_f32(buf.data() + i + W);
+            a2 += kernels::load_f32(buf.data() + i + 2 * W);
+            a3 += kernels::load_f32(buf.data() + i + 3 * W);
+        }
+        benchmark::DoNotOptimize(kernels::reduce_add((a0 + a1) + (a2 + a3)));
+    }
+    st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(n * 4));
+}
+void BM_memcpy(benchmark::State& st) {
+    const auto n = static_cast<std::size_t>(st.range(0));
+    std::vector<char> a(n, 1), b(n);
+    for (auto _ : st) {
+        std::memcpy(b.data(), a.data(), n);
+        benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(n));
+}
+
+void affine_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"rows", "bits", "group"});
+    for (std::int64_t rows : {4096, 11008})
+        for (int bits : {2, 3, 4, 5, 6, 8})
+            for (int group : {32, 64, 128}) b->Args({rows, bits, group});
+}
+void symmetric_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"rows", "bits", "group"});
+    for (std::int64_t rows : {4096, 11008})
+        for (int bits : {4, 8})
+            for (int group : {0, 32, 128}) b->Args({rows, bits, group});
+}
+void float_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"rows", "dtype"});
+    for (std::int64_t rows : {4096, 11008})
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) b->Args({rows, static_cast<std::int64_t>(t)});
+}
+void size_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"bytes"});
+    // Packed 4-bit (+ f32 scales/biases, group 64), bf16 and f32 weights of both matrices.
+    for (std::int64_t rows : {4096, 11008})
+        for (std::int64_t bytes : {rows * cols / 2 + rows * cols / 64 * 8, rows * cols * 2, rows * cols * 4})
+            b->Arg(bytes);
+}
+
+}  // namespace
+
+BENCHMARK(BM_read_stream)->Apply(size_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_memcpy)->Apply(size_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_affine_quantize)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_affine_dequantize)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_affine_matvec)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_affine_matvec_2threads)->Apply(affine_args)->MinTime(0.1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_symmetric_quantize)->Apply(symmetric_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_symmetric_matvec)->Apply(symmetric_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_float_matvec)->Apply(float_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_float_matvec_2threads)->Apply(float_args)->MinTime(0.1)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -1,0 +1,208 @@
+#pragma once
+// SIMD building blocks shared by the kernels: the float batch type (xsimd, width chosen by the compile
+// flags), unaligned loads of f16/bf16 weights widened to f32, batch f32 -> f16/bf16 narrowing that is
+// bit-identical to qlib's scalar conversions, and horizontal sums. Inputs may come straight from a
+// memory-mapped file, so every load here is unaligned and narrow types are passed as bytes.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include <xsimd/xsimd.hpp>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "qlib/core/dtype.hpp"
+#include "qlib/core/float_convert.hpp"
+#include "qlib/kernels/diagnostics.hpp"
+
+QLIB_SIMD_DIAGNOSTICS_BEGIN
+
+namespace qlib::kernels {
+
+using fbatch = xsimd::batch<float>;
+inline constexpr std::size_t fwidth = fbatch::size;
+
+[[nodiscard]] inline fbatch load_f32(const float* p) noexcept { return fbatch::load_unaligned(p); }
+[[nodiscard]] inline fbatch load_f32(const std::byte* p) noexcept {
+    return fbatch::load_unaligned(reinterpret_cast<const float*>(p));
+}
+
+/// fwidth bf16 values at p (2*fwidth bytes, any alignment) widened to f32 (exact).
+[[nodiscard]] inline fbatch load_bf16(const std::byte* p) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) {
+        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        return fbatch(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+#elif defined(__AVX2__)
+    if constexpr (fwidth == 8) {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return fbatch(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+#endif
+    alignas(64) float tmp[fwidth];
+    for (std::size_t i = 0; i < fwidth; ++i) tmp[i] = load_as_f32(dtype::bf16, p, i);
+    return fbatch::load_aligned(tmp);
+}
+
+/// fwidth f16 values at p widened to f32 (exact).
+[[nodiscard]] inline fbatch load_f16(const std::byte* p) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16)
+        return fbatch(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#elif defined(__F16C__) && defined(__AVX2__)
+    if constexpr (fwidth == 8) return fbatch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#endif
+    alignas(64) float tmp[fwidth];
+    for (std::size_t i = 0; i < fwidth; ++i) tmp[i] = load_as_f32(dtype::f16, p, i);
+    return fbatch::load_aligned(tmp);
+}
+
+/// fwidth int8 values at p widened to f32 (exact).
+[[nodiscard]] inline fbatch load_i8(const std::byte* p) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16)
+        return fbatch(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
+#elif defined(__AVX2__)
+    if constexpr (fwidth == 8)
+        return fbatch(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+#endif
+    alignas(64) float tmp[fwidth];
+    for (std::size_t i = 0; i < fwidth; ++i) tmp[i] = static_cast<float>(static_cast<std::int8_t>(p[i]));
+    return fbatch::load_aligned(tmp);
+}
+
+/// fwidth values of float type t (f32/f16/bf16) at p, widened to f32.
+[[nodiscard]] inline fbatch load_as_f32(dtype t, const std::byte* p) noexcept {
+    switch (t) {
+        case dtype::bf16: return load_bf16(p);
+        case dtype::f16: return load_f16(p);
+        default: return load_f32(p);
+    }
+}
+
+/// Rounds each lane to the nearest bf16 (ties to even) and returns it widened back to f32; this is
+/// what one arithmetic step "in bf16" does. Finite inputs only (NaN payloads are not canonicalised).
+[[nodiscard]] inline fbatch round_to_bf16(fbatch v) noexcept {
+    using ibatch = xsimd::batch<std::uint32_t>;
+    const ibatch u = xsimd::bitwise_cast<ibatch>(v);
+    const ibatch r = (u + ibatch(0x7fffu) + ((u >> 16) & ibatch(1u))) & ibatch(0xffff0000u);
+    return xsimd::bitwise_cast<fbatch>(r);
+}
+
+/// Rounds each lane to the nearest f16 (ties to even, overflow to Inf) and widens it back.
+[[nodiscard]] inline fbatch round_to_f16(fbatch v) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16)
+        return fbatch(_mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+#elif defined(__F16C__) && defined(__AVX2__)
+    if constexpr (fwidth == 8)
+        return fbatch(_mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+#endif
+    alignas(64) float tmp[fwidth];
+    v.store_aligned(tmp);
+    for (auto& x : tmp) x = f16_to_f32(f32_to_f16(x));
+    return fbatch::load_aligned(tmp);
+}
+
+/// Keeps the compiler from fusing the product v into a following add (GCC contracts a*b+c into an
+/// FMA under -ffp-contract=fast, the GNU default). Needed where results must match a reference that
+/// rounds the product, such as MLX's dequantization.
+[[nodiscard]] inline fbatch no_contract(fbatch v) noexcept {
+#if defined(__GNUC__) && (defined(__AVX2__) || defined(__AVX512F__))
+    auto r = v.data;
+    asm("" : "+x"(r));
+    return fbatch(r);
+#else
+    return v;
+#endif
+}
+[[nodiscard]] inline float no_contract(float v) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm("" : "+x"(v));
+#endif
+    return v;
+}
+
+[[nodiscard]] inline float reduce_add(fbatch v) noexcept { return xsimd::hadd(v); }
+
+[[nodiscard]] inline float reduce_max(fbatch v) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) return _mm512_reduce_max_ps(v);
+#endif
+    alignas(64) float t[fwidth];
+    v.store_aligned(t);
+    float m = t[0];
+    for (std::size_t i = 1; i < fwidth; ++i) m = t[i] > m ? t[i] : m;
+    return m;
+}
+[[nodiscard]] inline float reduce_min(fbatch v) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) return _mm512_reduce_min_ps(v);
+#endif
+    alignas(64) float t[fwidth];
+    v.store_aligned(t);
+    float m = t[0];
+    for (std::size_t i = 1; i < fwidth; ++i) m = t[i] < m ? t[i] : m;
+    return m;
+}
+
+/// Stores fwidth int32 lanes (each in [-128, 255]) as bytes.
+inline void store_bytes(xsimd::batch<std::int32_t> v, std::uint8_t* out) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(v));
+        return;
+    }
+#endif
+    alignas(64) std::int32_t t[fwidth];
+    v.store_aligned(t);
+    for (std::size_t i = 0; i < fwidth; ++i) out[i] = static_cast<std::uint8_t>(t[i]);
+}
+
+/// dst[i] = src[i] widened to f32, for src of float type t (any alignment).
+inline void convert_to_f32(const std::byte* src, dtype t, float* dst, std::size_t n) noexcept {
+    const std::size_t es = dtype_size(t);
+    std::size_t i = 0;
+    for (; i + fwidth <= n; i += fwidth) load_as_f32(t, src + i * es).store_unaligned(dst + i);
+    for (; i < n; ++i) dst[i] = qlib::load_as_f32(t, src, i);
+}
+
+namespace detail {
+/// Scalar reference of convert_from_f32.
+inline void convert_from_f32_ref(const float* src, std::uint16_t* dst, std::size_t n, dtype t) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = t == dtype::bf16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+}
+}  // namespace detail
+
+/// Narrows n floats to bf16 or f16 (t), bit-identical to f32_to_bf16 / f32_to_f16 including NaN.
+inline void convert_from_f32(const float* src, std::uint16_t* dst, std::size_t n, dtype t) noexcept {
+    std::size_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    const __m512i quiet = _mm512_set1_epi32(0x0040);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(src + i);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        __m256i h;
+        if (t == dtype::bf16) {
+            const __m512i u = _mm512_castps_si512(v);
+            const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), quiet);
+            h = _mm512_cvtepi32_epi16(r);
+        } else {
+            h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            // Canonical quiet NaN with the input's sign, as f32_to_f16 produces.
+            const __m256i sign = _mm256_and_si256(_mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)),
+                                                  _mm256_set1_epi16(static_cast<short>(0x8000)));
+            h = _mm256_mask_blend_epi16(nan, h, _mm256_or_si256(sign, _mm256_set1_epi16(0x7e00)));
+        }
+        std::memcpy(dst + i, &h, sizeof(h));
+    }
+#endif
+    detail::convert_from_f32_ref(src + i, dst + i, n - i, t);
+}
+
+}  // namespace qlib::kernels
+QLIB_SIMD_DIAGNOSTICS_END

@@ -1,0 +1,155 @@
+// SIMD building blocks against scalar references: float conversions, bit packing, float-weight
+// products (unaligned, odd lengths), and the error metrics.
+#include <catch2/catch.hpp>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "qlib/kernels/simd.hpp"
+#include "qlib/quant/bitpack.hpp"
+#include "qlib/quant/dispatch.hpp"
+#include "qlib/quant/metrics.hpp"
+
+using namespace qlib;
+
+QLIB_SIMD_DIAGNOSTICS_BEGIN
+
+namespace {
+std::vector<float> random_bits_floats(std::size_t n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::vector<float> v(n);
+    for (auto& x : v) x = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));
+    return v;
+}
+}  // namespace
+
+TEST_CASE("batch f32 -> bf16/f16 narrowing is bit-identical to the scalar conversion") {
+    auto v = random_bits_floats(1 << 16, 1);
+    const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, std::nanf(""), -std::nanf(""), 65504.0f, 65520.0f,
+                              1e-8f, 5.96e-8f, 1.0f + 1.0f / 256, std::numeric_limits<float>::denorm_min()};
+    v.insert(v.begin(), std::begin(specials), std::end(specials));
+    for (dtype t : {dtype::bf16, dtype::f16}) {
+        std::vector<std::uint16_t> a(v.size()), b(v.size());
+        kernels::convert_from_f32(v.data(), a.data(), v.size(), t);
+        kernels::detail::convert_from_f32_ref(v.data(), b.data(), v.size(), t);
+        REQUIRE(a == b);
+        // Widening (vector loads at an odd byte offset) is exact.
+        std::vector<std::byte> raw(a.size() * 2 + 1);
+        std::memcpy(raw.data() + 1, a.data(), a.size() * 2);
+        std::vector<float> w(a.size());
+        kernels::convert_to_f32(raw.data() + 1, t, w.data(), w.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            const float e = t == dtype::bf16 ? bf16_to_f32(a[i]) : f16_to_f32(a[i]);
+            REQUIRE((std::bit_cast<std::uint32_t>(w[i]) == std::bit_cast<std::uint32_t>(e) || (std::isnan(e) && std::isnan(w[i]))));
+        }
+    }
+}
+
+TEST_CASE("in-register rounding to bf16/f16 matches the scalar conversions for finite values") {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> d(0.0f, 100.0f);
+    alignas(64) float in[kernels::fwidth], out[kernels::fwidth];
+    for (int it = 0; it < 20000; ++it) {
+        for (auto& x : in) x = d(rng) * (it % 7 == 0 ? 1e-6f : 1.0f);
+        kernels::round_to_bf16(kernels::fbatch::load_aligned(in)).store_aligned(out);
+        for (std::size_t i = 0; i < kernels::fwidth; ++i) REQUIRE(out[i] == bf16_to_f32(f32_to_bf16(in[i])));
+        kernels::round_to_f16(kernels::fbatch::load_aligned(in)).store_aligned(out);
+        for (std::size_t i = 0; i < kernels::fwidth; ++i) REQUIRE(out[i] == f16_to_f32(f32_to_f16(in[i])));
+    }
+}
+
+TEMPLATE_TEST_CASE_SIG("pack32 / unpack32 agree with the bit-stream reference", "[bitpack]", ((int B), B), 1, 2, 3, 4,
+                       5, 6, 8) {
+    std::mt19937 rng(B);
+    for (int it = 0; it < 200; ++it) {
+        std::uint8_t q[96];
+        for (auto& v : q) v = static_cast<std::uint8_t>(rng() & ((1u << B) - 1u));
+        if (it == 0) std::memset(q, (1 << B) - 1, sizeof q);  // all ones: straddling codes carry every bit
+        std::vector<std::byte> a(96 * B / 8 + 1), b(96 * B / 8);
+        for (int k = 0; k < 3; ++k) pack32<B>(q + 32 * k, a.data() + 1 + 4 * B * k);  // odd address
+        detail::pack_ref(q, 96, B, b.data());
+        REQUIRE(std::memcmp(a.data() + 1, b.data(), b.size()) == 0);
+        for (int i = 0; i < 96; ++i) REQUIRE(detail::unpack_ref(b.data(), B, i) == q[i]);
+        for (int k = 0; k < 3; ++k) {
+            kernels::fbatch out[32 / kernels::fwidth];
+            unpack32<B>(a.data() + 1 + 4 * B * k, out);
+            alignas(64) float f[32];
+            for (std::size_t j = 0; j < 32 / kernels::fwidth; ++j) out[j].store_aligned(f + j * kernels::fwidth);
+            for (int i = 0; i < 32; ++i) REQUIRE(f[i] == static_cast<float>(q[32 * k + i]));
+        }
+    }
+}
+
+TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alignment and length") {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (dtype t : {dtype::f32, dtype::bf16, dtype::f16})
+        for (std::int64_t cols : {1, 15, 16, 17, 63, 64, 100, 4096 + 5}) {
+            INFO(dtype_name(t) << " cols " << cols);
+            const std::int64_t rows = 5;
+            std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(cols * 2));
+            for (auto& v : w) v = d(rng);
+            for (auto& v : x) v = d(rng);
+            quant_config cfg;
+            cfg.scheme = quant_scheme::none;
+            cfg.scale_type = t;
+            const auto q = quantize(w, rows, cols, cfg);
+            // Re-home the stored weights at an odd address, as in a memory-mapped file.
+            const auto& bytes = q.find("weight")->bytes;
+            std::vector<std::byte> raw(bytes.size() + 3);
+            std::memcpy(raw.data() + 3, bytes.data(), bytes.size());
+            tensor_view tv;
+            tv.name = "w";
+            tv.type = t;
+            tv.shape = {rows, cols};
+            tv.data = {raw.data() + 3, bytes.size()};
+            const qmatrix_view v = float_matrix(tv);
+            std::vector<float> y(rows), ym(rows * 2), deq(w.size());
+            matvec(v, x.data(), y.data(), 0, rows);
+            matmul(v, x.data(), 2, ym.data(), 0, rows);
+            dequantize_rows(v, 0, rows, deq.data());
+            for (std::int64_t r = 0; r < rows; ++r) {
+                const float ref = detail::float_dot_ref(raw.data() + 3 + r * cols * dtype_size(t), t, x.data(), cols);
+                const float ref1 = detail::float_dot_ref(raw.data() + 3 + r * cols * dtype_size(t), t, x.data() + cols, cols);
+                double mag = 0.0;
+                for (std::int64_t c = 0; c < cols; ++c) {
+                    mag += std::abs(deq[r * cols + c] * x[c]);
+                    REQUIRE(deq[r * cols + c] == load_as_f32(t, raw.data() + 3, r * cols + c));
+                }
+                CHECK(std::abs(y[r] - ref) <= 1e-5 * mag + 1e-6);
+                CHECK(std::abs(ym[r] - ref) <= 1e-5 * mag + 1e-6);
+                CHECK(std::abs(ym[rows + r] - ref1) <= 1e-4 * mag + 1e-5);
+            }
+            std::vector<std::byte> back(bytes.size());
+            dequantize(v, t, back.data());
+            CHECK(std::memcmp(back.data(), bytes.data(), bytes.size()) == 0);
+        }
+    tensor_view bad;
+    bad.name = "ids";
+    bad.type = dtype::i32;
+    bad.shape = {2, 2};
+    CHECK_THROWS_AS(float_matrix(bad), unsupported_error);
+}
+
+TEST_CASE("error metrics") {
+    const std::vector<float> ref{1.0f, -2.0f, 3.0f, 0.0f};
+    auto m = compare(ref, ref);
+    CHECK(m.rmse == 0.0);
+    CHECK(m.max_abs == 0.0);
+    CHECK(std::isinf(m.sqnr_db));
+    CHECK(m.cosine == Approx(1.0));
+    const std::vector<float> app{1.0f, -2.0f, 3.0f, 1.0f};
+    m = compare(ref, app);
+    CHECK(m.rmse == Approx(0.5));
+    CHECK(m.max_abs == 1.0);
+    CHECK(m.sqnr_db == Approx(10.0 * std::log10(14.0)));
+    CHECK(m.cosine == Approx(14.0 / std::sqrt(14.0 * 15.0)));
+    CHECK(compare(std::vector<float>{0, 0}, std::vector<float>{0, 0}).cosine == 1.0);
+    CHECK_THROWS_AS(compare(ref, std::vector<float>{1.0f}), argument_error);
+}
+
+QLIB_SIMD_DIAGNOSTICS_END
