@@ -63,35 +63,6 @@ using progress_callback = std::function<void(const tensor_result&, const convert
 
 namespace detail {
 
-/// Accumulates error statistics over row blocks, so a tensor's metrics need not hold it whole.
-struct error_sums {
-    double sq_err = 0, sq_ref = 0, sq_approx = 0, dot = 0, max_abs = 0;
-    std::uint64_t n = 0;
-    void add(std::span<const float> ref, std::span<const float> approx) {
-        for (std::size_t i = 0; i < ref.size(); ++i) {
-            const double r = ref[i], a = approx[i], e = r - a;
-            sq_err += e * e;
-            sq_ref += r * r;
-            sq_approx += a * a;
-            dot += r * a;
-            max_abs = std::max(max_abs, std::abs(e));
-        }
-        n += ref.size();
-    }
-    void merge(const error_sums& o) {
-        sq_err += o.sq_err, sq_ref += o.sq_ref, sq_approx += o.sq_approx, dot += o.dot, n += o.n;
-        max_abs = std::max(max_abs, o.max_abs);
-    }
-    [[nodiscard]] error_metrics metrics() const {
-        error_metrics m{};
-        m.rmse = n ? std::sqrt(sq_err / static_cast<double>(n)) : 0.0;
-        m.max_abs = max_abs;
-        m.sqnr_db = sq_err > 0 ? 10.0 * std::log10(sq_ref / sq_err) : INFINITY;
-        m.cosine = sq_ref > 0 && sq_approx > 0 ? dot / std::sqrt(sq_ref * sq_approx) : 1.0;
-        return m;
-    }
-};
-
 /// Rows [r0, r1) of a 2-D tensor as a tensor of its own (zero-copy).
 [[nodiscard]] inline tensor_view row_slice(const tensor_view& t, std::int64_t r0, std::int64_t r1) {
     const std::size_t row_bytes = static_cast<std::size_t>(t.shape[1]) * dtype_size(t.type);
@@ -113,7 +84,7 @@ inline quantized_tensor quantize_parallel(const tensor_view& t, const quant_conf
     const std::int64_t block = std::max<std::int64_t>(grain, target / grain * grain);
     const std::size_t blocks = static_cast<std::size_t>((rows + block - 1) / block);
     std::vector<quantized_tensor> parts(blocks);
-    std::vector<error_sums> sums(blocks);
+    std::vector<error_accumulator> sums(blocks);
     pool.parallel_for(blocks, 1, [&](std::size_t b0, std::size_t b1, unsigned) {
         for (std::size_t b = b0; b < b1; ++b) {
             const std::int64_t r0 = static_cast<std::int64_t>(b) * block, r1 = std::min(rows, r0 + block);
@@ -124,9 +95,9 @@ inline quantized_tensor quantize_parallel(const tensor_view& t, const quant_conf
             sums[b].add(part.to_f32(), back);
         }
     });
-    error_sums total;
+    error_accumulator total;
     for (const auto& s : sums) total.merge(s);
-    err = total.metrics();
+    err = total.result();
     quantized_tensor out = std::move(parts[0]);
     out.rows = rows;
     for (std::size_t b = 1; b < blocks; ++b)
