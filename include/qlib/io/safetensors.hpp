@@ -380,9 +380,9 @@ public:
         }
         // The first shard's __metadata__, then what index.json adds (e.g. total_size).
         metadata_ = shards_[0].metadata();
-        for (auto& [k, v] : index_metadata)
-            if (std::none_of(metadata_.begin(), metadata_.end(), [&](const auto& kv) { return kv.first == k; }))
-                metadata_.emplace_back(std::move(k), std::move(v));
+        for (auto& entry : index_metadata)  // (no structured binding: clang 14 cannot capture one in a lambda)
+            if (std::none_of(metadata_.begin(), metadata_.end(), [&](const auto& kv) { return kv.first == entry.first; }))
+                metadata_.push_back(std::move(entry));
     }
 
     /// All tensors: shard by shard, each in file order.

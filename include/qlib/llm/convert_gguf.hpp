@@ -14,27 +14,10 @@ namespace qlib {
 
 namespace detail {
 
-[[nodiscard]] constexpr ggml_type ggml_type_of(quant_scheme s) noexcept {
-    switch (s) {
-        case quant_scheme::q4_1: return ggml_type::q4_1;
-        case quant_scheme::q5_0: return ggml_type::q5_0;
-        case quant_scheme::q8_0: return ggml_type::q8_0;
-        case quant_scheme::q4_k: return ggml_type::q4_k;
-        case quant_scheme::q6_k: return ggml_type::q6_k;
-        default: return ggml_type::q4_0;
-    }
-}
-
-[[nodiscard]] constexpr std::optional<quant_scheme> scheme_of(ggml_type t) noexcept {
-    switch (t) {
-        case ggml_type::q4_0: return quant_scheme::q4_0;
-        case ggml_type::q4_1: return quant_scheme::q4_1;
-        case ggml_type::q5_0: return quant_scheme::q5_0;
-        case ggml_type::q8_0: return quant_scheme::q8_0;
-        case ggml_type::q4_k: return quant_scheme::q4_k;
-        case ggml_type::q6_k: return quant_scheme::q6_k;
-        default: return std::nullopt;
-    }
+/// The ggml type of a ggml scheme (the converter only asks for schemes normalize_options accepted).
+[[nodiscard]] inline ggml_type ggml_type_for(quant_scheme s) {
+    if (auto t = ggml_type_of(s)) return *t;
+    raise<argument_error>("convert", "", "--q-mode ", scheme_name(s), " is not a llama.cpp block type");
 }
 
 /// llama.cpp's Q4_K_M mix: the output matrix, and attn_v / ffn_down of the first and last eighth of
@@ -70,12 +53,13 @@ inline conversion_summary convert_model_gguf(const std::filesystem::path& input,
     const tokenizer tok = tokenizer::from_directory(input);
     const gguf_export_plan plan = plan_gguf_export(config, model.tensors());
 
-    const ggml_type wanted = o.quantize ? detail::ggml_type_of(o.base.scheme) : detail::gguf_float_type(o, true);
+    const ggml_type wanted = o.quantize ? detail::ggml_type_for(o.base.scheme) : detail::gguf_float_type(o, true);
     const bool single_file = output.extension() == ".gguf";
     if (single_file && std::filesystem::exists(output) && !force)
         detail::raise<io_error>("convert", output.string(), "output exists (use --force to replace it)");
     std::optional<atomic_directory> dir;
-    if (!single_file) dir.emplace(output, force, "convert");
+    if (single_file) std::filesystem::create_directories(std::filesystem::absolute(output).parent_path());
+    else dir.emplace(output, force, "convert");
     const std::filesystem::path file =
         single_file ? output : *dir / detail::cat(plan.name, "-", ggml_type_name(wanted), ".gguf");
 
@@ -109,7 +93,7 @@ inline conversion_summary convert_model_gguf(const std::filesystem::path& input,
             type = o.base.scheme == quant_scheme::q4_k ? detail::q4_k_m_type(t, config.num_layers) : wanted;
             std::string note;
             const quant_config chosen = detail::choose_config(o, src, r.role, note);
-            if (!note.empty()) type = detail::ggml_type_of(chosen.scheme), r.note = note;
+            if (!note.empty()) type = detail::ggml_type_for(chosen.scheme), r.note = note;
             const ggml_type fitted = gguf_tensor_type(type, t.ne[0]);
             if (fitted != type)
                 r.note = detail::cat("row length ", t.ne[0], " does not fit ", ggml_type_name(type), "; stored as ",
@@ -128,7 +112,7 @@ inline conversion_summary convert_model_gguf(const std::filesystem::path& input,
                                   static_cast<std::size_t>(src.shape[1]) * dtype_size(src.type), tp.permute_heads);
                 rows.data = permuted;
             }
-            if (const auto scheme = detail::scheme_of(type)) {
+            if (const auto scheme = ggml_to_scheme(type)) {
                 quant_config c;
                 c.scheme = *scheme;
                 c.bits = ggml_bits(*scheme);

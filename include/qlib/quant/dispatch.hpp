@@ -15,7 +15,9 @@
 #include "qlib/core/float_convert.hpp"
 #include "qlib/core/tensor_view.hpp"
 #include "qlib/quant/affine.hpp"
+#include "qlib/quant/fixed_table.hpp"
 #include "qlib/quant/float_weights.hpp"
+#include "qlib/quant/lut.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/symmetric.hpp"
 
@@ -33,6 +35,9 @@ bool visit_family(quant_scheme s, F&& f) {
         case quant_scheme::none: f(std::type_identity<float_family>{}); return true;
         case quant_scheme::affine: f(std::type_identity<affine_family>{}); return true;
         case quant_scheme::symmetric: f(std::type_identity<symmetric_family>{}); return true;
+        case quant_scheme::lut: f(std::type_identity<lut_family>{}); return true;
+        case quant_scheme::nf4: f(std::type_identity<nf4_family>{}); return true;
+        case quant_scheme::fp4: f(std::type_identity<fp4_family>{}); return true;
         default: return false;
     }
 }
