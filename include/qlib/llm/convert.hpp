@@ -100,9 +100,12 @@ inline quantized_tensor quantize_parallel(const tensor_view& t, const quant_conf
     err = total.result();
     quantized_tensor out = std::move(parts[0]);
     out.rows = rows;
+    // Row blocks concatenate along the rows, except the fixed NF4/FP4 table, which every block shares.
+    const bool fixed_table = c.scheme == quant_scheme::nf4 || c.scheme == quant_scheme::fp4;
     for (std::size_t b = 1; b < blocks; ++b)
         for (std::size_t k = 0; k < out.components.size(); ++k) {
             auto& dst = out.components[k];
+            if (fixed_table && dst.suffix == "lut") continue;
             const auto& src = parts[b].components[k];
             dst.bytes.insert(dst.bytes.end(), src.bytes.begin(), src.bytes.end());
             dst.shape[0] += src.shape[0];
