@@ -11,6 +11,7 @@ if [[ $# -gt 0 && $1 != -* ]]; then
   model=$1
   shift
 fi
+scripts/install-deps.sh
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target qlib-bits -j"$(nproc)"

@@ -17,3 +17,14 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQLIB_SANITIZE=addre
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -j"$jobs" --output-on-failure -LE no-sanitizer
+
+echo "== ThreadSanitizer: thread pool, kernels, converter =="
+scripts/tsan.sh
+
+# Every libFuzzer target (ASan + UBSan) from its seed corpus for a bounded time; any crash, leak,
+# timeout or OOM fails. QLIB_FUZZ_SECONDS=0 skips this step.
+fuzz_seconds=${QLIB_FUZZ_SECONDS:-30}
+if ((fuzz_seconds > 0)); then
+  echo "== libFuzzer: ${fuzz_seconds}s per target =="
+  fuzz/run.sh "$fuzz_seconds"
+fi

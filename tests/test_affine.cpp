@@ -46,6 +46,23 @@ std::int64_t first_diff(std::span<const std::byte> a, std::span<const std::byte>
 /// the far extreme, which may then be clamped: the error is bounded by 1.5 steps, not half a step.
 float affine_error_bound(float step) { return 1.5f * step * 1.0001f + 1e-6f; }
 
+/// How far the int8-activation product of row r may be from the exact one: x_j is replaced by
+/// d_k * xq_j, so the difference is sum_j s_g q_j (x_j - d_k xq_j) (plus float rounding).
+double int8_error_bound(const qmatrix_view& v, const float* x, std::int64_t r) {
+    kernels::q8_activation a;
+    const int bits = v.config.bits, group = v.config.group_size;
+    kernels::quantize_activation_ref(x, 1, v.cols, group, a);
+    const std::int64_t ng = v.cols / group;
+    const std::byte* row = v.weight + static_cast<std::size_t>(r * v.cols * bits / 8);
+    double e = 0.0;
+    for (std::int64_t j = 0; j < v.cols; ++j) {
+        const double s = load_as_f32(v.scales_type, v.scales, static_cast<std::size_t>(r * ng + j / group));
+        const double dx = x[j] - static_cast<double>(a.scales(0)[j / group]) * a.codes(0)[j];
+        e += std::abs(s * detail::unpack_ref(row, bits, j) * dx);
+    }
+    return e * 1.0001;
+}
+
 }  // namespace
 
 TEST_CASE("affine quantization is byte-exact with MLX for all 54 golden files") {
@@ -73,20 +90,30 @@ TEST_CASE("affine quantization is byte-exact with MLX for all 54 golden files") 
                 dequantize(view_of(q), w.type, deq.data());
                 CHECK(first_diff(deq, w_hat.data, dtype_size(w.type)) == -1);
 
-                // Products against MLX's quantized_matmul (f32 activations; sums in another order).
+                // Products against MLX's quantized_matmul (f32 activations; sums in another order). The
+                // float path matches closely; the default int8-activation path within its error bound.
                 const auto x = f.at("qmm_x").to_f32();
                 const auto ref = f.at("qmm_out").to_f32();
                 const std::int64_t n = f.at("qmm_x").dim(0), rows = q.rows;
+                const auto v = view_of(q);
                 std::vector<float> y(static_cast<std::size_t>(n * rows)), yv(static_cast<std::size_t>(rows));
-                matmul(view_of(q), x.data(), n, y.data(), 0, rows);
+                std::vector<float> y8(y.size()), yv8(yv.size());
+                affine_family::matmul_f32(v, x.data(), n, y.data(), 0, rows);
+                matmul(v, x.data(), n, y8.data(), 0, rows);
                 double scale = 0.0;
-                for (float v : ref) scale = std::max(scale, static_cast<double>(std::abs(v)));
+                for (float r : ref) scale = std::max(scale, static_cast<double>(std::abs(r)));
                 const double tol = w.type == dtype::f32 ? 2e-5 : 1e-2;
-                for (std::size_t i = 0; i < ref.size(); ++i) CHECK(std::abs(y[i] - ref[i]) <= tol * scale + 1e-6);
                 for (std::int64_t i = 0; i < n; ++i) {
-                    matvec(view_of(q), x.data() + i * q.cols, yv.data(), 0, rows);
-                    for (std::int64_t r = 0; r < rows; ++r)
-                        CHECK(std::abs(yv[r] - ref[i * rows + r]) <= tol * scale + 1e-6);
+                    affine_family::matvec_f32(v, x.data() + i * q.cols, yv.data(), 0, rows);
+                    matvec(v, x.data() + i * q.cols, yv8.data(), 0, rows);
+                    for (std::int64_t r = 0; r < rows; ++r) {
+                        const auto k = static_cast<std::size_t>(i * rows + r);
+                        const double e8 = int8_error_bound(v, x.data() + i * q.cols, r) + tol * scale + 1e-6;
+                        CHECK(std::abs(y[k] - ref[k]) <= tol * scale + 1e-6);
+                        CHECK(std::abs(yv[r] - ref[k]) <= tol * scale + 1e-6);
+                        CHECK(std::abs(y8[k] - ref[k]) <= e8);
+                        CHECK(std::abs(yv8[r] - ref[k]) <= e8);
+                    }
                 }
                 ++files;
             }
@@ -98,7 +125,7 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
                        (4, 64), (4, 128), (5, 32), (5, 64), (5, 128), (6, 32), (6, 64), (6, 128), (8, 32), (8, 64),
                        (8, 128)) {
     using K = detail::affine_kernels<affine_spec<B, G>>;
-    for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{1, G}, {3, 5 * G}, {2, 4096 / G * G * 3}}) {
+    for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{1, G}, {6, 5 * G}, {2, 4096 / G * G * 3}}) {
         for (dtype st : {dtype::f32, dtype::f16, dtype::bf16}) {
             INFO("rows " << rows << " cols " << cols << " scales " << dtype_name(st));
             auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.5f, static_cast<unsigned>(B * 1000 + G + cols),
@@ -129,28 +156,47 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
                         const float sc = std::abs(load_as_f32(st, q.find("scales")->bytes.data(), r * (cols / G) + c / G));
                         REQUIRE(std::abs(w[r * cols + c] - d1[r * cols + c]) <= affine_error_bound(sc));
                     }
-            // matvec / matmul: SIMD close to the double-accumulated reference.
-            const auto x = gaussian(static_cast<std::size_t>(cols * 2), 1.0f, 7);
-            std::vector<float> y1(rows), y2(rows), ym(rows * 2);
+            // Float path: SIMD close to the double-accumulated reference.
+            constexpr std::int64_t nt = 6;  // tokens: a full 4-token tile and a remainder
+            const auto x = gaussian(static_cast<std::size_t>(cols * nt), 1.0f, 7);
+            std::vector<float> y1(rows), y2(rows), ym(rows * nt), y8(rows), ym8(rows * nt), yq(rows * nt);
             K::matvec_ref(v, x.data(), y1.data(), 0, rows);
-            K::matvec(v, x.data(), y2.data(), 0, rows);
-            matmul(v, x.data(), 2, ym.data(), 0, rows);
-            for (std::int64_t r = 0; r < rows; ++r) {
-                // Bound on the rounding of s*sum(q x) + b*sum(x), whose two terms may cancel.
-                double mag = 0.0;
-                for (std::int64_t c = 0; c < cols; ++c)
-                    mag += (std::abs(d1[r * cols + c]) +
-                            2.0 * std::abs(load_as_f32(st, q.find("biases")->bytes.data(), r * (cols / G) + c / G))) *
-                           std::abs(x[c]);
-                CHECK(std::abs(y1[r] - y2[r]) <= 1e-5 * mag + 1e-6);
-                CHECK(std::abs(y1[r] - ym[r]) <= 1e-5 * mag + 1e-6);
-            }
+            K::matvec_f32(v, x.data(), y2.data(), 0, rows);
+            affine_family::matmul_f32(v, x.data(), nt, ym.data(), 0, rows);
+            // Int8 path: SIMD close to its double-accumulated reference, and within the quantization
+            // bound of the float result.
+            kernels::q8_activation act;
+            kernels::quantize_activation_ref(x.data(), nt, cols, K::act_block, act);
+            std::vector<float> xsum(static_cast<std::size_t>(nt * (cols / G)));
+            for (std::int64_t t = 0; t < nt; ++t) K::group_sums(x.data() + t * cols, cols, xsum.data() + t * (cols / G));
+            K::matmul_q8_ref(v, act, xsum.data(), yq.data(), rows, 0, rows);
+            K::matvec(v, x.data(), y8.data(), 0, rows);
+            matmul(v, x.data(), nt, ym8.data(), 0, rows);
+            for (std::int64_t t = 0; t < nt; ++t)
+                for (std::int64_t r = 0; r < rows; ++r) {
+                    // Bound on the rounding of s*sum(q x) + b*sum(x), whose two terms may cancel.
+                    double mag = 0.0;
+                    for (std::int64_t c = 0; c < cols; ++c)
+                        mag += (std::abs(d1[r * cols + c]) +
+                                2.0 * std::abs(load_as_f32(st, q.find("biases")->bytes.data(), r * (cols / G) + c / G))) *
+                               std::abs(x[t * cols + c]);
+                    const auto k = static_cast<std::size_t>(t * rows + r);
+                    std::vector<float> yt(rows);
+                    K::matvec_ref(v, x.data() + t * cols, yt.data(), r, r + 1);
+                    CHECK(std::abs(ym[k] - yt[r]) <= 1e-5 * mag + 1e-6);
+                    CHECK(std::abs(ym8[k] - yq[k]) <= 1e-5 * mag + 1e-6);
+                    CHECK(std::abs(yq[k] - yt[r]) <= int8_error_bound(v, x.data() + t * cols, r) + 1e-5 * mag + 1e-6);
+                    if (t == 0) {
+                        CHECK(std::abs(y1[r] - y2[r]) <= 1e-5 * mag + 1e-6);
+                        CHECK(std::abs(y8[r] - yq[r]) <= 1e-5 * mag + 1e-6);
+                    }
+                }
             // A sub-range of rows touches only those outputs.
             if (rows > 1) {
                 std::vector<float> y3(rows, -7.0f);
                 matvec(v, x.data(), y3.data(), 1, rows);
                 CHECK(y3[0] == -7.0f);
-                CHECK(y3[1] == y2[1]);
+                CHECK(y3[1] == y8[1]);
             }
         }
     }

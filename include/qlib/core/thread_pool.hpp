@@ -1,7 +1,13 @@
 #pragma once
 // A persistent pool of worker threads for data-parallel loops (mat-vec row ranges, tensors in a
 // converter). parallel_for splits [0, n) into one contiguous chunk per thread, the caller's thread
-// taking the first, so a 1-thread pool runs inline with no synchronisation.
+// taking the first, so a 1-thread pool runs inline.
+//
+// Reentrancy: a parallel_for issued from inside one of this pool's chunks (a parallel kernel called
+// by a parallel converter) runs inline on that thread with its thread index, since every other
+// thread is busy with the outer call and waiting for them would deadlock. Calls from several outside
+// threads take turns, so a thread index is never handed to two chunks at once (callers index
+// per-thread scratch buffers by it).
 #include <algorithm>
 #include <condition_variable>
 #include <cstddef>
@@ -9,9 +15,21 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace qlib {
+
+class thread_pool;
+
+namespace detail {
+/// Which pool (and thread index) the current thread is running a chunk for.
+struct pool_context {
+    const thread_pool* pool = nullptr;
+    unsigned index = 0;
+};
+inline thread_local pool_context current_pool;
+}  // namespace detail
 
 class thread_pool {
 public:
@@ -37,6 +55,12 @@ public:
     /// exception a chunk threw.
     void parallel_for(std::size_t n, std::size_t grain,
                       const std::function<void(std::size_t, std::size_t, unsigned)>& fn) {
+        if (detail::current_pool.pool == this) {  // nested: run inline, see the note at the top
+            if (n) fn(0, n, detail::current_pool.index);
+            return;
+        }
+        std::lock_guard turn(submit_);
+        const scope caller(this, 0);
         grain = std::max<std::size_t>(grain, 1);
         const std::size_t units = (n + grain - 1) / grain;
         const unsigned active = static_cast<unsigned>(std::min<std::size_t>(size(), units));
@@ -73,11 +97,21 @@ public:
     }
 
 private:
+    /// Marks the current thread as running chunks of this pool until the end of the scope.
+    struct scope {
+        detail::pool_context saved = detail::current_pool;
+        scope(const thread_pool* p, unsigned i) noexcept { detail::current_pool = {p, i}; }
+        ~scope() { detail::current_pool = saved; }
+        scope(const scope&) = delete;
+        scope& operator=(const scope&) = delete;
+    };
+
     void record(std::exception_ptr e) {
         std::lock_guard lock(mutex_);
         if (!error_) error_ = e;
     }
     void work(unsigned index) {
+        const scope self(this, index);
         std::size_t seen = 0;
         for (;;) {
             std::function<void(unsigned)> job;
@@ -99,6 +133,7 @@ private:
     }
 
     std::vector<std::thread> workers_;
+    std::mutex submit_;  // held by the outside caller for a whole parallel_for
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     std::function<void(unsigned)> job_;

@@ -260,6 +260,7 @@ private:
     // Bounds that keep hostile files from forcing huge allocations.
     static constexpr std::int64_t max_vocab = 1 << 22;
     static constexpr std::size_t max_token_bytes = 1 << 16;
+    static constexpr std::uint64_t max_id_holes = 1 << 16;
 
     tokenizer_kind kind_ = tokenizer_kind::byte_level_bpe;
     std::vector<std::string> tokens_;  // by id, tokenizer.json spelling ("" for unused ids)
@@ -356,7 +357,7 @@ private:
             max_id = std::max(max_id, id);
             entries.emplace_back(key, static_cast<std::int32_t>(id));
         }
-        resize_vocab(max_id + 1);
+        resize_vocab(max_id + 1, entries.size());
         for (const auto& [key, id] : entries) {
             auto& slot = tokens_[static_cast<std::size_t>(id)];
             if (!slot.empty() || (key.empty()))
@@ -405,8 +406,14 @@ private:
         }
     }
 
-    void resize_vocab(std::int64_t n) {
+    /// Grows the id space to n ids, `defined` of which have a token so far. Ids may have holes, but
+    /// only a few: a tiny file naming id 4'000'000 must not cost hundreds of MB of empty slots.
+    void resize_vocab(std::int64_t n, std::size_t defined) {
         if (n > max_vocab) detail::raise<limit_error>(component, "", "token id ", n - 1, " exceeds ", max_vocab - 1);
+        if (static_cast<std::uint64_t>(n) > 2 * static_cast<std::uint64_t>(defined) + max_id_holes)
+            detail::raise<limit_error>(component, "", "token id ", n - 1, " with only ", defined,
+                                       " tokens defined: ids must be dense (at most ", max_id_holes,
+                                       " + one unused id per token)");
         if (static_cast<std::size_t>(n) <= tokens_.size()) return;
         tokens_.resize(static_cast<std::size_t>(n));
     }
@@ -431,7 +438,7 @@ private:
             t.rstrip = flag("rstrip");
             t.single_word = flag("single_word");
             t.normalized = flag("normalized");
-            resize_vocab(std::int64_t{t.id} + 1);
+            resize_vocab(std::int64_t{t.id} + 1, string_to_id_.size() + 1);
             auto& slot = tokens_[static_cast<std::size_t>(t.id)];
             if (!slot.empty() && slot != t.content)
                 node.fail("added token \"", t.content, "\" reuses id ", t.id, " of \"", slot, "\"");

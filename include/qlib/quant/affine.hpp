@@ -4,6 +4,7 @@
 // u32 [rows, cols*b/32] (LSB-first bit stream per row), scales and biases [rows, cols/G] in the
 // input's float dtype. The golden files in ../shared/golden/mlx are the specification.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +16,9 @@
 
 #include "qlib/core/dtype.hpp"
 #include "qlib/core/error.hpp"
+#include "qlib/kernels/q8_activation.hpp"
 #include "qlib/kernels/simd.hpp"
+#include "qlib/kernels/unpack_u8.hpp"
 #include "qlib/quant/bitpack.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/spec.hpp"
@@ -83,11 +86,47 @@ inline void load_row_params(const std::byte* base, dtype t, std::int64_t row, st
     kernels::convert_to_f32(base + static_cast<std::size_t>(row * n) * dtype_size(t), t, out, static_cast<std::size_t>(n));
 }
 
+/// n f32 scales (or biases) stored as t (f32/f16/bf16), rounding to nearest even like store_from_f32.
+inline void store_row_params(const float* v, dtype t, std::byte* out, std::int64_t n) {
+    if (t == dtype::f32) return static_cast<void>(std::memcpy(out, v, static_cast<std::size_t>(n) * 4));
+    alignas(64) std::uint16_t h[256];
+    for (std::int64_t i = 0; i < n; i += 256) {
+        const auto k = static_cast<std::size_t>(std::min<std::int64_t>(256, n - i));
+        kernels::convert_from_f32(v + i, h, k, t);
+        std::memcpy(out + i * 2, h, k * 2);
+    }
+}
+
 /// Per-thread scratch for the kernels (matvec must be callable concurrently on disjoint rows).
 [[nodiscard]] inline std::vector<float>& scratch(int slot, std::size_t n) {
     thread_local std::vector<float> buf[4];
     if (buf[slot].size() < n) buf[slot].resize(n);
     return buf[slot];
+}
+
+/// Product of a dequantized [r0, r1) row block with n activations: decodes each row once.
+template <class Decode>
+void matmul_by_rows(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1,
+                    Decode&& decode_row) {
+    using kernels::fbatch;
+    constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
+    const std::int64_t cols = m.cols;
+    auto& buf = scratch(2, static_cast<std::size_t>(cols));
+    for (std::int64_t r = r0; r < r1; ++r) {
+        decode_row(r, buf.data());
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float* xi = x + i * cols;
+            fbatch a0(0.0f), a1(0.0f);
+            std::int64_t c = 0;
+            for (; c + 2 * W <= cols; c += 2 * W) {
+                a0 = xsimd::fma(kernels::load_f32(buf.data() + c), kernels::load_f32(xi + c), a0);
+                a1 = xsimd::fma(kernels::load_f32(buf.data() + c + W), kernels::load_f32(xi + c + W), a1);
+            }
+            float acc = kernels::reduce_add(a0 + a1);
+            for (; c < cols; ++c) acc += buf[static_cast<std::size_t>(c)] * xi[c];
+            y[i * m.rows + r] = acc;
+        }
+    }
 }
 
 /// Kernels for one compile-time affine layout.
@@ -114,8 +153,90 @@ struct affine_kernels {
         }
     }
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    /// Lane i of the result = op-reduction of v[i] (16 vectors, one per group): a transposing tree
+    /// of 45 permutes/ops instead of 16 separate horizontal reductions.
+    template <class Op>
+    static __m512 reduce16(__m512* v, Op op) noexcept {
+        // Level l pairs vectors holding 2^l groups x w lanes each into one of 2^(l+1) groups x w/2.
+        alignas(64) static constexpr auto idx = [] {
+            std::array<std::array<std::int32_t, 16>, 8> t{};
+            for (int l = 0, w = 8; l < 4; ++l, w /= 2)
+                for (int j = 0; j < 16; ++j) t[2 * l][j] = j / w * 2 * w + j % w, t[2 * l + 1][j] = t[2 * l][j] + w;
+            return t;
+        }();
+        for (int l = 0, n = 16; l < 4; ++l, n /= 2) {
+            const __m512i il = _mm512_load_si512(idx[2 * l].data()), ih = _mm512_load_si512(idx[2 * l + 1].data());
+            for (int k = 0; k < n / 2; ++k)
+                v[k] = op(_mm512_permutex2var_ps(v[2 * k], il, v[2 * k + 1]),
+                          _mm512_permutex2var_ps(v[2 * k], ih, v[2 * k + 1]));
+        }
+        return v[0];
+    }
+
+    /// affine_group_params for 16 groups at once (same IEEE operations, so bit-identical).
+    static void group_params16(__m512 lo, __m512 hi, __m512& scale, __m512& bias) noexcept {
+        const __mmask16 min_edge = _mm512_cmp_ps_mask(_mm512_abs_ps(lo), _mm512_abs_ps(hi), _CMP_GT_OQ);
+        __m512 s = _mm512_max_ps(_mm512_div_ps(_mm512_sub_ps(hi, lo), _mm512_set1_ps(static_cast<float>(Spec::max_q))),
+                                 _mm512_set1_ps(1e-7f));
+        s = _mm512_mask_blend_ps(min_edge, _mm512_sub_ps(_mm512_setzero_ps(), s), s);
+        const __m512 edge = _mm512_mask_blend_ps(min_edge, hi, lo);
+        const __m512 q0 = _mm512_roundscale_ps(_mm512_div_ps(edge, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __mmask16 nz = _mm512_cmp_ps_mask(q0, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        scale = _mm512_mask_div_ps(s, nz, edge, q0);
+        bias = _mm512_maskz_mov_ps(nz, edge);
+    }
+
+    /// Vectorized quantize_row (bit-identical): min/max of 16 groups at a time, their parameters in
+    /// vector lanes, then per group a vector divide, round, clamp and pack.
+    static void quantize_row_avx512(const float* w, std::int64_t cols, std::byte* packed, float* scales,
+                                    float* biases) {
+        constexpr int V = G / 16;  // vectors per group
+        const std::int64_t ng = cols / G;
+        alignas(64) std::uint8_t q[G];
+        alignas(64) float sc[16], bi[16];
+        for (std::int64_t g0 = 0; g0 < ng; g0 += 16) {
+            const int n = static_cast<int>(std::min<std::int64_t>(16, ng - g0));
+            __m512 lo[16], hi[16];
+            for (int k = 0; k < 16; ++k) {
+                const float* x = w + (g0 + std::min(k, n - 1)) * G;  // short batch: repeat the last group
+                lo[k] = hi[k] = _mm512_loadu_ps(x);
+                for (int j = 1; j < V; ++j) {
+                    const __m512 v = _mm512_loadu_ps(x + 16 * j);
+                    lo[k] = _mm512_min_ps(lo[k], v);
+                    hi[k] = _mm512_max_ps(hi[k], v);
+                }
+            }
+            __m512 s, b;
+            group_params16(reduce16(lo, [](__m512 a, __m512 c) { return _mm512_min_ps(a, c); }),
+                           reduce16(hi, [](__m512 a, __m512 c) { return _mm512_max_ps(a, c); }), s, b);
+            _mm512_store_ps(sc, s);
+            _mm512_store_ps(bi, b);
+            const __m512 top = _mm512_set1_ps(static_cast<float>(Spec::max_q));
+            for (int k = 0; k < n; ++k) {
+                const std::int64_t g = g0 + k;
+                const __m512 vs = _mm512_set1_ps(sc[k]), vb = _mm512_set1_ps(bi[k]);
+                for (int j = 0; j < V; ++j) {
+                    const __m512 v = _mm512_div_ps(_mm512_sub_ps(_mm512_loadu_ps(w + g * G + 16 * j), vb), vs);
+                    const __m512 r = _mm512_min_ps(
+                        _mm512_max_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                      _mm512_setzero_ps()),
+                        top);
+                    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * j), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+                }
+                for (int j = 0; j < G; j += 32) pack32<B>(q + j, packed + static_cast<std::size_t>((g * G + j) * B / 8));
+            }
+            std::memcpy(scales + g0, sc, static_cast<std::size_t>(n) * 4);
+            std::memcpy(biases + g0, bi, static_cast<std::size_t>(n) * 4);
+        }
+    }
+#endif
+
     static void quantize_row(const float* w, std::int64_t cols, std::byte* packed, float* scales, float* biases) {
         using kernels::fbatch;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+        return quantize_row_avx512(w, cols, packed, scales, biases);
+#endif
         constexpr auto W = static_cast<int>(kernels::fwidth);
         if constexpr (G % W != 0) return quantize_row_ref(w, cols, packed, scales, biases);
         alignas(64) std::uint8_t q[G];
@@ -221,7 +342,8 @@ struct affine_kernels {
         }
     }
 
-    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+    /// Float-activation product (the accuracy reference for the int8 path below).
+    static void matvec_f32(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
         using kernels::fbatch;
         constexpr std::size_t nb = 32 / kernels::fwidth;
         const std::int64_t cols = m.cols, ng = cols / G;
@@ -253,6 +375,179 @@ struct affine_kernels {
             y[r] = kernels::reduce_add(tot) + bias_term;
         }
     }
+
+    // ---- int8-activation products --------------------------------------------------------------
+    // x is quantized per block of act_block values (kernels/q8_activation.hpp): one block per group,
+    // so a group's integer dot products accumulate in int32 and are scaled once (s_g * d_g), or blocks
+    // of 32 for group 32. The bias term uses the exact float group sums of x. Against the float path
+    // the error is sum_j s_g q_j (x_j - d xq_j), at most sum_j |s_g| q_j d/2 (tests check this bound).
+    static constexpr int act_block = G;
+
+    /// Scalar reference: y[t*ystride + r] for tokens [0, a.n) and rows [r0, r1), accumulated in double.
+    /// xsum[t*ng + g] = sum of token t's x over group g.
+    static void matmul_q8_ref(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
+                              std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
+        const std::int64_t cols = m.cols, ng = cols / G;
+        for (std::int64_t r = r0; r < r1; ++r) {
+            const std::byte* row = m.weight + row_bytes(cols) * static_cast<std::size_t>(r);
+            for (std::int64_t t = 0; t < a.n; ++t) {
+                double acc = 0.0;
+                for (std::int64_t g = 0; g < ng; ++g) {
+                    const double s = qlib::load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + g));
+                    const double b = qlib::load_as_f32(m.scales_type, m.biases, static_cast<std::size_t>(r * ng + g));
+                    std::int64_t dot = 0;
+                    for (std::int64_t j = g * G; j < (g + 1) * G; ++j)
+                        dot += static_cast<std::int64_t>(unpack_ref(row, B, j)) * a.codes(t)[j];
+                    acc += s * static_cast<double>(a.scales(t)[g]) * static_cast<double>(dot) +
+                           b * static_cast<double>(xsum[t * ng + g]);
+                }
+                y[t * ystride + r] = static_cast<float>(acc);
+            }
+        }
+    }
+
+#if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
+    static constexpr bool has_int8_kernels = true;
+
+    /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
+    /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
+    template <int R, int T>
+    static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                        std::int64_t ystride, std::int64_t r) {
+        const std::int64_t ng = cols / G;
+        __m512 acc[R][T];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm512_setzero_ps();
+        if constexpr (G == 32) {
+            // Chunk c holds groups 2c (int32 lanes 0-7) and 2c+1 (lanes 8-15; absent in a half chunk).
+            auto chunk = [&]<bool Half>(std::int64_t c, std::bool_constant<Half>) {
+                __m512i xq[T];
+                __m512 dl[T];
+                for (int t = 0; t < T; ++t) {
+                    xq[t] = _mm512_loadu_si512(a.codes(t0 + t) + 64 * c);
+                    dl[t] = _mm512_loadu_ps(a.lane_scales(t0 + t) + 16 * c);
+                }
+                for (int i = 0; i < R; ++i) {
+                    const __m512i q = kernels::unpack64<B>(w + i * rb + static_cast<std::size_t>(c * 8 * B), Half);
+                    const __m512 two = _mm512_maskz_loadu_ps(Half ? 1 : 3, s + i * ng + 2 * c);
+                    const __m512 sv =
+                        _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), two);
+                    for (int t = 0; t < T; ++t) {
+                        const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xq[t]));
+                        acc[i][t] = _mm512_fmadd_ps(p, _mm512_mul_ps(dl[t], sv), acc[i][t]);
+                    }
+                }
+            };
+            const std::int64_t full = cols / 64;
+            for (std::int64_t c = 0; c < full; ++c) chunk(c, std::false_type{});
+            if (cols % 64 != 0) chunk(full, std::true_type{});
+        } else {
+            // A group is G/64 whole chunks sharing one activation scale: integer sums, one scaling.
+            constexpr int CPG = G / 64;
+            for (std::int64_t g = 0; g < ng; ++g) {
+                __m512i xq[CPG][T];
+                for (int k = 0; k < CPG; ++k)
+                    for (int t = 0; t < T; ++t) xq[k][t] = _mm512_loadu_si512(a.codes(t0 + t) + g * G + 64 * k);
+                for (int i = 0; i < R; ++i) {
+                    __m512i dot[T];
+                    for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
+                    for (int k = 0; k < CPG; ++k) {
+                        const __m512i q =
+                            kernels::unpack64<B>(w + i * rb + static_cast<std::size_t>((g * G + 64 * k) * B / 8));
+                        for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], q, xq[k][t]);
+                    }
+                    for (int t = 0; t < T; ++t)
+                        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]),
+                                                    _mm512_set1_ps(s[i * ng + g] * a.scales(t0 + t)[g]), acc[i][t]);
+                }
+            }
+        }
+        for (int i = 0; i < R; ++i)
+            for (int t = 0; t < T; ++t)
+                y[(t0 + t) * ystride + r + i] =
+                    _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
+    }
+
+    /// sum_i a[i]*b[i].
+    static float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
+        __m512 acc = _mm512_setzero_ps();
+        std::int64_t i = 0;
+        for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+        if (i < n) {
+            const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+        }
+        return _mm512_reduce_add_ps(acc);
+    }
+
+    /// y[t*ystride + r] for all tokens of a and rows [r0, r1).
+    static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
+                          std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
+        constexpr int RT = 4;  // rows per tile
+        const std::int64_t cols = m.cols, ng = cols / G;
+        const std::size_t rb = row_bytes(cols), es = dtype_size(m.scales_type);
+        auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng));
+        float* s = sc.data();
+        float* b = s + RT * ng;
+        auto rows_by = [&]<int R>(std::int64_t r, std::integral_constant<int, R>) {
+            kernels::convert_to_f32(m.scales + static_cast<std::size_t>(r * ng) * es, m.scales_type, s,
+                                    static_cast<std::size_t>(R * ng));
+            kernels::convert_to_f32(m.biases + static_cast<std::size_t>(r * ng) * es, m.scales_type, b,
+                                    static_cast<std::size_t>(R * ng));
+            const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
+            std::int64_t t = 0;
+            for (; t + 4 <= a.n; t += 4) tile_q8<R, 4>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+            switch (a.n - t) {
+                case 3: tile_q8<R, 3>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
+                case 2: tile_q8<R, 2>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
+                case 1: tile_q8<R, 1>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
+                default: break;
+            }
+        };
+        std::int64_t r = r0;
+        for (; r + RT <= r1; r += RT) rows_by(r, std::integral_constant<int, RT>{});
+        for (; r < r1; ++r) rows_by(r, std::integral_constant<int, 1>{});
+    }
+#else
+    static constexpr bool has_int8_kernels = false;
+    static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
+                          std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
+        matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
+    }
+#endif
+
+    /// x quantized for the integer kernels, with its float group sums.
+    struct prepared_activation {
+        kernels::q8_activation act;
+        std::vector<float> xsum;  // [n, cols/G]
+    };
+    /// Quantizes x [n, cols] into this thread's buffers. Done per call: it costs about as much as
+    /// reading x once, far less than the rows of any caller's range (a per-pointer cache would be
+    /// wrong when the caller refills the same buffer).
+    static const prepared_activation& prepare(const float* x, std::int64_t n, std::int64_t cols) {
+        thread_local prepared_activation p;
+        kernels::quantize_activation(x, n, cols, act_block, p.act);
+        p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
+        for (std::int64_t t = 0; t < n; ++t) group_sums(x + t * cols, cols, p.xsum.data() + t * (cols / G));
+        return p;
+    }
+
+    /// The default products: int8 activations when the integer kernels are compiled in (AVX-512
+    /// VNNI + VBMI), else the float path.
+    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+        if constexpr (!has_int8_kernels) return matvec_f32(m, x, y, r0, r1);
+        const auto& p = prepare(x, 1, m.cols);
+        matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
+    }
+    static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
+                       std::int64_t r1) {
+        if constexpr (!has_int8_kernels)
+            return matmul_by_rows(m, x, n, y, r0, r1,
+                                  [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf, false); });
+        const auto& p = prepare(x, n, m.cols);
+        matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
+    }
 };
 
 /// Calls f(affine_spec<bits, group>{}) for a runtime (bits, group); false when unsupported.
@@ -275,31 +570,6 @@ bool with_affine_spec(int bits, int group, F&& f) {
         case 6: return by_group(std::integral_constant<int, 6>{});
         case 8: return by_group(std::integral_constant<int, 8>{});
         default: return false;
-    }
-}
-
-/// Product of a dequantized [r0, r1) row block with n activations: decodes each row once.
-template <class Decode>
-void matmul_by_rows(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1,
-                    Decode&& decode_row) {
-    using kernels::fbatch;
-    constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
-    const std::int64_t cols = m.cols;
-    auto& buf = scratch(2, static_cast<std::size_t>(cols));
-    for (std::int64_t r = r0; r < r1; ++r) {
-        decode_row(r, buf.data());
-        for (std::int64_t i = 0; i < n; ++i) {
-            const float* xi = x + i * cols;
-            fbatch a0(0.0f), a1(0.0f);
-            std::int64_t c = 0;
-            for (; c + 2 * W <= cols; c += 2 * W) {
-                a0 = xsimd::fma(kernels::load_f32(buf.data() + c), kernels::load_f32(xi + c), a0);
-                a1 = xsimd::fma(kernels::load_f32(buf.data() + c + W), kernels::load_f32(xi + c + W), a1);
-            }
-            float acc = kernels::reduce_add(a0 + a1);
-            for (; c < cols; ++c) acc += buf[static_cast<std::size_t>(c)] * xi[c];
-            y[i * m.rows + r] = acc;
-        }
     }
 }
 
@@ -339,10 +609,8 @@ struct affine_family {
                     detail::raise_non_finite("affine", r, c, row[c]);
                 K::quantize_row(row, cols, wq.bytes.data() + K::row_bytes(cols) * static_cast<std::size_t>(r), s.data(),
                                 b.data());
-                for (std::int64_t g = 0; g < ng; ++g) {
-                    store_from_f32(cfg.scale_type, sc.bytes.data(), static_cast<std::size_t>(r * ng + g), s[g]);
-                    store_from_f32(cfg.scale_type, bi.bytes.data(), static_cast<std::size_t>(r * ng + g), b[g]);
-                }
+                detail::store_row_params(s.data(), cfg.scale_type, sc.bytes.data() + static_cast<std::size_t>(r * ng) * st, ng);
+                detail::store_row_params(b.data(), cfg.scale_type, bi.bytes.data() + static_cast<std::size_t>(r * ng) * st, ng);
             }
             out.components = {std::move(wq), std::move(sc), std::move(bi)};
         });
@@ -359,6 +627,17 @@ struct affine_family {
     }
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
                        std::int64_t r1) {
+        detail::with_affine_spec(m.config.bits, m.config.group_size,
+                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::matmul(m, x, n, y, r0, r1); });
+    }
+
+    /// Float-activation products: the accuracy reference of the (default) int8-activation path.
+    static void matvec_f32(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+        detail::with_affine_spec(m.config.bits, m.config.group_size,
+                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::matvec_f32(m, x, y, r0, r1); });
+    }
+    static void matmul_f32(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
+                           std::int64_t r1) {
         detail::with_affine_spec(m.config.bits, m.config.group_size, [&]<class Spec>(Spec) {
             detail::matmul_by_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) {
                 detail::affine_kernels<Spec>::dequantize_rows(m, r, r + 1, buf, false);

@@ -17,6 +17,7 @@
 #include "qlib/quant/affine.hpp"
 #include "qlib/quant/fixed_table.hpp"
 #include "qlib/quant/float_weights.hpp"
+#include "qlib/quant/ggml.hpp"
 #include "qlib/quant/lut.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/symmetric.hpp"
@@ -38,6 +39,12 @@ bool visit_family(quant_scheme s, F&& f) {
         case quant_scheme::lut: f(std::type_identity<lut_family>{}); return true;
         case quant_scheme::nf4: f(std::type_identity<nf4_family>{}); return true;
         case quant_scheme::fp4: f(std::type_identity<fp4_family>{}); return true;
+        case quant_scheme::q4_0:
+        case quant_scheme::q4_1:
+        case quant_scheme::q5_0:
+        case quant_scheme::q8_0:
+        case quant_scheme::q4_k:
+        case quant_scheme::q6_k: f(std::type_identity<ggml_family>{}); return true;
         default: return false;
     }
 }
