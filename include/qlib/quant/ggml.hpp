@@ -1,0 +1,1081 @@
+#pragma once
+// llama.cpp block quantization (q4_0, q4_1, q5_0, q8_0, q4_K, q6_K), byte-identical to ggml's
+// quantize_row_*_ref (no importance matrix): same searches, same f32 operation order, nearest_int via
+// the 1.5*2^23 trick, f16 scales rounded to nearest even. The golden files in ../shared/golden/ggml
+// are the specification.
+//
+// Kernels follow llama.cpp's design: a matvec quantizes the activations once per call to q8_0 (for
+// the 32-element types) or q8_K (k-quants), then takes integer dot products per block
+// (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Every SIMD kernel
+// has a scalar *_ref twin that tests compare against.
+#include <algorithm>
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "qlib/core/error.hpp"
+#include "qlib/core/float_convert.hpp"
+#include "qlib/kernels/diagnostics.hpp"
+#include "qlib/kernels/simd.hpp"
+#include "qlib/quant/ggml_blocks.hpp"
+#include "qlib/quant/scheme.hpp"
+
+QLIB_SIMD_DIAGNOSTICS_BEGIN
+
+namespace qlib {
+namespace detail {
+
+[[nodiscard]] inline float h2f(ggml_half h) noexcept {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return f16_to_f32(h);
+#endif
+}
+[[nodiscard]] inline ggml_half f2h(float f) noexcept { return f32_to_f16(f); }
+
+/// Round to nearest (ties to even) for |f| <= 2^22 by adding 1.5*2^23 and reading the mantissa.
+/// The argument is rounded first: an inlined product must not fuse with the addition.
+[[nodiscard]] inline int nearest_int(float f) noexcept {
+    const float v = kernels::no_contract(f) + 12582912.f;
+    std::int32_t i;
+    std::memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/// a*b rounded to f32 before any following addition: GCC would otherwise contract a*b + c into an
+/// FMA, which llama.cpp's reference (built without contraction) does not do.
+[[nodiscard]] inline float mul(float a, float b) noexcept { return kernels::no_contract(a * b); }
+
+/// make_qkx2_quants: codes L in [0, nmax] and (scale, -min) for x ~ scale*L + min, min <= 0, minimising
+/// the weighted squared error over nstep+1 candidate scales.
+inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L,
+                              float* the_min, std::uint8_t* Laux, float rmin, float rdelta, int nstep) noexcept {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = mul(sum_w, x[0]);
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += mul(w, x[i]);
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        std::fill(L, L + n, std::uint8_t{0});
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = static_cast<float>(nmax) / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
+        float diff = mul(scale, L[i]) + min - x[i];
+        diff = mul(diff, diff);
+        best_error += mul(weights[i], diff);
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + mul(rdelta, static_cast<float>(is)) + static_cast<float>(nmax)) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = std::max(0, std::min(nmax, l));
+            Laux[i] = static_cast<std::uint8_t>(l);
+            const float w = weights[i], fl = static_cast<float>(l);
+            sum_l += mul(w, fl);
+            sum_l2 += mul(mul(w, fl), fl);
+            sum_xl += mul(mul(w, fl), x[i]);
+        }
+        const float D = mul(sum_w, sum_l2) - mul(sum_l, sum_l);
+        if (D > 0) {
+            float this_scale = (mul(sum_w, sum_xl) - mul(sum_x, sum_l)) / D;
+            float this_min = (mul(sum_l2, sum_x) - mul(sum_l, sum_xl)) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = mul(this_scale, Laux[i]) + this_min - x[i];
+                diff = mul(diff, diff);
+                cur_error += mul(weights[i], diff);
+            }
+            if (cur_error < best_error) {
+                std::copy(Laux, Laux + n, L);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/// make_qx_quants with rmse_type 1 (weights x^2): signed codes, returned as L = l + nmax in [0, 2*nmax).
+inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L) noexcept {
+    constexpr float group_max_eps = 1e-15f;
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < group_max_eps) {
+        std::fill(L, L + n, std::int8_t{0});
+        return 0.f;
+    }
+    auto code = [&](float iscale, int i) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i]))); };
+    float iscale = static_cast<float>(-nmax) / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = code(iscale, i);
+        L[i] = static_cast<std::int8_t>(l + nmax);
+        const float w = mul(x[i], x[i]), fl = static_cast<float>(l);
+        sumlx += mul(mul(w, x[i]), fl);
+        suml2 += mul(mul(w, fl), fl);
+    }
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+    float best = mul(scale, sumlx);
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        iscale = -(static_cast<float>(nmax) + mul(0.1f, static_cast<float>(is))) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = code(iscale, i);
+            const float w = mul(x[i], x[i]), fl = static_cast<float>(l);
+            sumlx += mul(mul(w, x[i]), fl);
+            suml2 += mul(mul(w, fl), fl);
+        }
+        if (suml2 > 0 && mul(sumlx, sumlx) > mul(best, suml2)) {
+            for (int i = 0; i < n; ++i) L[i] = static_cast<std::int8_t>(nmax + code(iscale, i));
+            scale = sumlx / suml2;
+            best = mul(scale, sumlx);
+        }
+    }
+    return scale;
+}
+
+/// 6-bit scale and min of sub-block j (0..7) of a q4_K block.
+inline void get_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& d, std::uint8_t& m) noexcept {
+    if (j < 4) {
+        d = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        d = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/// Signed max-magnitude value of x[0, n) (the first one when +a and -a tie), as ggml picks it.
+[[nodiscard]] inline float signed_absmax(const float* x, int n) noexcept {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; ++j)
+        if (amax < std::fabs(x[j])) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
+}  // namespace detail
+
+// ---- reference quantizers (scalar, byte-identical to llama.cpp) ------------------------------------
+
+inline void quantize_row_q4_0_ref(const float* x, block_q4_0* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk4_0; ++i, x += qk4_0) {
+        const float d = detail::signed_absmax(x, qk4_0) / -8;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        for (int j = 0; j < qk4_0 / 2; ++j) {
+            const auto q0 = std::min(15, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j], id) + 8.5f)));
+            const auto q1 = std::min(15, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j + 16], id) + 8.5f)));
+            y[i].qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+        }
+    }
+}
+
+inline void quantize_row_q4_1_ref(const float* x, block_q4_1* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk4_1; ++i, x += qk4_1) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < qk4_1; ++j) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        y[i].m = detail::f2h(min);
+        for (int j = 0; j < qk4_1 / 2; ++j) {
+            const auto q0 = std::min(15, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j] - min, id) + 0.5f)));
+            const auto q1 =
+                std::min(15, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j + 16] - min, id) + 0.5f)));
+            y[i].qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+        }
+    }
+}
+
+inline void quantize_row_q5_0_ref(const float* x, block_q5_0* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk5_0; ++i, x += qk5_0) {
+        const float d = detail::signed_absmax(x, qk5_0) / -16;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        std::uint32_t qh = 0;
+        for (int j = 0; j < qk5_0 / 2; ++j) {
+            const auto q0 = std::min(31, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j], id) + 16.5f)));
+            const auto q1 = std::min(31, static_cast<int>(static_cast<std::int8_t>(detail::mul(x[j + 16], id) + 16.5f)));
+            y[i].qs[j] = static_cast<std::uint8_t>((q0 & 0xF) | ((q1 & 0xF) << 4));
+            qh |= static_cast<std::uint32_t>((q0 >> 4) & 1) << j;
+            qh |= static_cast<std::uint32_t>((q1 >> 4) & 1) << (j + 16);
+        }
+        std::memcpy(y[i].qh, &qh, sizeof qh);
+    }
+}
+
+inline void quantize_row_q8_0_ref(const float* x, block_q8_0* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk8_0; ++i, x += qk8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        for (int j = 0; j < qk8_0; ++j) y[i].qs[j] = static_cast<std::int8_t>(std::round(x[j] * id));
+    }
+}
+
+namespace detail {
+
+/// quantize_row_q4_K_ref; `requantize` = false stops after the scale search and keeps its codes, which
+/// is what a llama.cpp build whose f16 -> f32 table was never initialised (every f16 decodes to 0)
+/// produces: the golden files were made that way, so the tests check the search through it.
+template <bool requantize>
+void quantize_row_q4_K_impl(const float* x, block_q4_K* y, std::int64_t k) noexcept {
+    std::uint8_t L[qk_k], Laux[32];
+    float weights[32], mins[qk_k / 32], scales[qk_k / 32];
+    for (std::int64_t i = 0; i < k / qk_k; ++i, x += qk_k) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < qk_k / 32; ++j) {
+            const float* xs = x + 32 * j;
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; ++l) sum_x2 += detail::mul(xs[l], xs[l]);
+            const float av_x = std::sqrt(sum_x2 / 32);
+            for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+            scales[j] = make_qkx2_quants(32, 15, xs, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+            max_scale = std::max(max_scale, scales[j]);
+            max_min = std::max(max_min, mins[j]);
+        }
+        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        std::uint8_t* sc = y[i].scales;
+        for (int j = 0; j < qk_k / 32; ++j) {
+            const auto ls = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(detail::nearest_int(inv_scale * scales[j])));
+            const auto lm = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(detail::nearest_int(inv_min * mins[j])));
+            if (j < 4) {
+                sc[j] = ls;
+                sc[j + 4] = lm;
+            } else {
+                sc[j + 4] = static_cast<std::uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= static_cast<std::uint8_t>((ls >> 4) << 6);
+                sc[j] |= static_cast<std::uint8_t>((lm >> 4) << 6);
+            }
+        }
+        y[i].d = detail::f2h(max_scale / 63.f);
+        y[i].dmin = detail::f2h(max_min / 63.f);
+        for (int j = 0; j < qk_k / 32 && requantize; ++j) {
+            std::uint8_t s, m;
+            detail::get_scale_min_k4(j, sc, s, m);
+            const float d = detail::h2f(y[i].d) * s;
+            if (d == 0) continue;  // keeps the codes of the search
+            const float dm = detail::h2f(y[i].dmin) * m;
+            for (int ii = 0; ii < 32; ++ii)
+                L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(15, detail::nearest_int((x[32 * j + ii] + dm) / d))));
+        }
+        for (int j = 0; j < qk_k; j += 64)
+            for (int l = 0; l < 32; ++l) y[i].qs[j / 2 + l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+/// quantize_row_q6_K_ref; `requantize` as in quantize_row_q4_K_impl.
+template <bool requantize>
+void quantize_row_q6_K_impl(const float* x, block_q6_K* y, std::int64_t k) noexcept {
+    std::int8_t L[qk_k];
+    float scales[qk_k / 16];
+    for (std::int64_t i = 0; i < k / qk_k; ++i, x += qk_k) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < qk_k / 16; ++ib) {
+            scales[ib] = detail::make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+            if (std::fabs(scales[ib]) > max_abs_scale) {
+                max_abs_scale = std::fabs(scales[ib]);
+                max_scale = scales[ib];
+            }
+        }
+        if (max_abs_scale < 1e-15f) {
+            std::memset(&y[i], 0, sizeof(block_q6_K));
+            continue;
+        }
+        const float iscale = -128.f / max_scale;
+        y[i].d = detail::f2h(1 / iscale);
+        for (int ib = 0; ib < qk_k / 16; ++ib)
+            y[i].scales[ib] = static_cast<std::int8_t>(std::min(127, detail::nearest_int(iscale * scales[ib])));
+        for (int j = 0; j < qk_k / 16 && requantize; ++j) {
+            const float d = detail::h2f(y[i].d) * y[i].scales[j];
+            if (d == 0) continue;
+            for (int ii = 0; ii < 16; ++ii)
+                L[16 * j + ii] = static_cast<std::int8_t>(std::max(-32, std::min(31, detail::nearest_int(x[16 * j + ii] / d))) + 32);
+        }
+        std::uint8_t* ql = y[i].ql;
+        std::uint8_t* qh = y[i].qh;
+        for (int j = 0; j < qk_k; j += 128, ql += 64, qh += 32)
+            for (int l = 0; l < 32; ++l) {
+                const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+                ql[l] = static_cast<std::uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+                ql[l + 32] = static_cast<std::uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
+                qh[l] = static_cast<std::uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+    }
+}
+
+}  // namespace detail
+
+inline void quantize_row_q4_K_ref(const float* x, block_q4_K* y, std::int64_t k) noexcept {
+    detail::quantize_row_q4_K_impl<true>(x, y, k);
+}
+inline void quantize_row_q6_K_ref(const float* x, block_q6_K* y, std::int64_t k) noexcept {
+    detail::quantize_row_q6_K_impl<true>(x, y, k);
+}
+
+/// Activations for the k-quant dot products (llama.cpp's quantize_row_q8_K: scale -max/127).
+inline void quantize_row_q8_K_ref(const float* x, block_q8_K* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk_k; ++i, x += qk_k) {
+        const float max = detail::signed_absmax(x, qk_k);
+        if (max == 0) {
+            std::memset(&y[i], 0, sizeof(block_q8_K));
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < qk_k; ++j) y[i].qs[j] = static_cast<std::int8_t>(std::min(127, detail::nearest_int(iscale * x[j])));
+        for (int j = 0; j < qk_k / 16; ++j) {
+            int sum = 0;
+            for (int ii = 0; ii < 16; ++ii) sum += y[i].qs[j * 16 + ii];
+            y[i].bsums[j] = static_cast<std::int16_t>(sum);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+// ---- reference dequantizers ----------------------------------------------------------------------
+
+inline void dequantize_row_q4_0_ref(const block_q4_0* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk4_0; ++i, y += qk4_0) {
+        const float d = detail::h2f(x[i].d);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = static_cast<float>((x[i].qs[j] & 0xF) - 8) * d;
+            y[j + 16] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+inline void dequantize_row_q4_1_ref(const block_q4_1* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk4_1; ++i, y += qk4_1) {
+        const float d = detail::h2f(x[i].d), m = detail::h2f(x[i].m);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = detail::mul(static_cast<float>(x[i].qs[j] & 0xF), d) + m;
+            y[j + 16] = detail::mul(static_cast<float>(x[i].qs[j] >> 4), d) + m;
+        }
+    }
+}
+inline void dequantize_row_q5_0_ref(const block_q5_0* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk5_0; ++i, y += qk5_0) {
+        const float d = detail::h2f(x[i].d);
+        std::uint32_t qh;
+        std::memcpy(&qh, x[i].qh, sizeof qh);
+        for (int j = 0; j < 16; ++j) {
+            const int h0 = static_cast<int>((qh >> j) & 1) << 4, h1 = static_cast<int>((qh >> (j + 16)) & 1) << 4;
+            y[j] = static_cast<float>(((x[i].qs[j] & 0xF) | h0) - 16) * d;
+            y[j + 16] = static_cast<float>(((x[i].qs[j] >> 4) | h1) - 16) * d;
+        }
+    }
+}
+inline void dequantize_row_q8_0_ref(const block_q8_0* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk8_0; ++i, y += qk8_0) {
+        const float d = detail::h2f(x[i].d);
+        for (int j = 0; j < qk8_0; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    }
+}
+inline void dequantize_row_q4_K_ref(const block_q4_K* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk_k; ++i) {
+        const float d = detail::h2f(x[i].d), min = detail::h2f(x[i].dmin);
+        const std::uint8_t* q = x[i].qs;
+        for (int j = 0; j < qk_k / 64; ++j, q += 32) {
+            std::uint8_t sc, m;
+            detail::get_scale_min_k4(2 * j, x[i].scales, sc, m);
+            const float d1 = d * sc, m1 = min * m;
+            detail::get_scale_min_k4(2 * j + 1, x[i].scales, sc, m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = detail::mul(d1, static_cast<float>(q[l] & 0xF)) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = detail::mul(d2, static_cast<float>(q[l] >> 4)) - m2;
+        }
+    }
+}
+inline void dequantize_row_q6_K_ref(const block_q6_K* x, float* y, std::int64_t k) noexcept {
+    for (std::int64_t i = 0; i < k / qk_k; ++i) {
+        const float d = detail::h2f(x[i].d);
+        const std::uint8_t* ql = x[i].ql;
+        const std::uint8_t* qh = x[i].qh;
+        const std::int8_t* sc = x[i].scales;
+        for (int n = 0; n < qk_k; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = (d * sc[is]) * static_cast<float>(q1);
+                y[l + 32] = (d * sc[is + 2]) * static_cast<float>(q2);
+                y[l + 64] = (d * sc[is + 4]) * static_cast<float>(q3);
+                y[l + 96] = (d * sc[is + 6]) * static_cast<float>(q4);
+            }
+    }
+}
+
+// ---- reference dot products (integer sums per block, scaled in f32) -------------------------------
+
+inline float vec_dot_q4_0_q8_0_ref(std::int64_t n, const block_q4_0* x, const block_q8_0* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk4_0; ++b) {
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j)
+            sumi += ((x[b].qs[j] & 0xF) - 8) * y[b].qs[j] + ((x[b].qs[j] >> 4) - 8) * y[b].qs[j + 16];
+        s += static_cast<float>(sumi) * (detail::h2f(x[b].d) * detail::h2f(y[b].d));
+    }
+    return s;
+}
+inline float vec_dot_q4_1_q8_0_ref(std::int64_t n, const block_q4_1* x, const block_q8_0* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk4_1; ++b) {
+        int sumi = 0, sumy = 0;
+        for (int j = 0; j < 16; ++j) {
+            sumi += (x[b].qs[j] & 0xF) * y[b].qs[j] + (x[b].qs[j] >> 4) * y[b].qs[j + 16];
+            sumy += y[b].qs[j] + y[b].qs[j + 16];
+        }
+        const float dy = detail::h2f(y[b].d);
+        s += static_cast<float>(sumi) * (detail::h2f(x[b].d) * dy) + static_cast<float>(sumy) * (detail::h2f(x[b].m) * dy);
+    }
+    return s;
+}
+inline float vec_dot_q5_0_q8_0_ref(std::int64_t n, const block_q5_0* x, const block_q8_0* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk5_0; ++b) {
+        std::uint32_t qh;
+        std::memcpy(&qh, x[b].qh, sizeof qh);
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j) {
+            const int q0 = ((x[b].qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4)) - 16;
+            const int q1 = ((x[b].qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4)) - 16;
+            sumi += q0 * y[b].qs[j] + q1 * y[b].qs[j + 16];
+        }
+        s += static_cast<float>(sumi) * (detail::h2f(x[b].d) * detail::h2f(y[b].d));
+    }
+    return s;
+}
+inline float vec_dot_q8_0_q8_0_ref(std::int64_t n, const block_q8_0* x, const block_q8_0* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk8_0; ++b) {
+        int sumi = 0;
+        for (int j = 0; j < qk8_0; ++j) sumi += x[b].qs[j] * y[b].qs[j];
+        s += static_cast<float>(sumi) * (detail::h2f(x[b].d) * detail::h2f(y[b].d));
+    }
+    return s;
+}
+inline float vec_dot_q4_K_q8_K_ref(std::int64_t n, const block_q4_K* x, const block_q8_K* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk_k; ++b) {
+        int isum = 0, msum = 0;
+        for (int j = 0; j < 8; ++j) {
+            std::uint8_t sc, m;
+            detail::get_scale_min_k4(j, x[b].scales, sc, m);
+            const std::uint8_t* q = x[b].qs + 32 * (j / 2);
+            const int shift = 4 * (j % 2);
+            int sumi = 0;
+            for (int l = 0; l < 32; ++l) sumi += ((q[l] >> shift) & 0xF) * y[b].qs[32 * j + l];
+            isum += sc * sumi;
+            msum += m * (y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+        }
+        const float dy = y[b].d;
+        s += static_cast<float>(isum) * (detail::h2f(x[b].d) * dy) - static_cast<float>(msum) * (detail::h2f(x[b].dmin) * dy);
+    }
+    return s;
+}
+inline float vec_dot_q6_K_q8_K_ref(std::int64_t n, const block_q6_K* x, const block_q8_K* y) noexcept {
+    float s = 0;
+    for (std::int64_t b = 0; b < n / qk_k; ++b) {
+        int isum = 0;
+        for (int h = 0; h < 2; ++h) {
+            const std::uint8_t* ql = x[b].ql + 64 * h;
+            const std::uint8_t* qh = x[b].qh + 32 * h;
+            const std::int8_t* yq = y[b].qs + 128 * h;
+            const std::int8_t* sc = x[b].scales + 8 * h;
+            for (int l = 0; l < 32; ++l) {
+                const int q1 = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+                const int q2 = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+                const int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                const int q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                const int is = l / 16;
+                isum += sc[is] * q1 * yq[l] + sc[is + 2] * q2 * yq[l + 32] + sc[is + 4] * q3 * yq[l + 64] +
+                        sc[is + 6] * q4 * yq[l + 96];
+            }
+        }
+        for (int j = 0; j < 16; ++j) isum -= 32 * x[b].scales[j] * y[b].bsums[j];
+        s += static_cast<float>(isum) * (detail::h2f(x[b].d) * y[b].d);
+    }
+    return s;
+}
+
+// ---- SIMD kernels -----------------------------------------------------------------------------------
+// Each block type has a policy: its activation block, reference dot, and (AVX2) a `dot` that decodes
+// one weight block once and multiplies it with NT activation rows, and a `decode` for dequantization.
+
+namespace detail {
+
+#if defined(__AVX2__)
+/// lane i = sum_{k<4} u[4i+k] * s[4i+k] (u unsigned, s signed bytes).
+[[nodiscard]] inline __m256i dot_lanes(__m256i u, __m256i s) noexcept {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    // Pair sums stay below 2*128*127 < 2^15, so maddubs does not saturate.
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+/// dot_lanes for two signed operands: |a| times b with a's sign.
+[[nodiscard]] inline __m256i dot_lanes_signed(__m256i a, __m256i b) noexcept {
+    return dot_lanes(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+[[nodiscard]] inline __m256i load256(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+/// 16 packed bytes -> 32 codes: low nibbles first, then high nibbles.
+[[nodiscard]] inline __m256i unpack_nibbles(const std::uint8_t* qs) noexcept {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+/// Byte j = 0xFF when bit j of x is set.
+[[nodiscard]] inline __m256i bytes_from_bits(std::uint32_t x) noexcept {
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bits = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), shuf), bits);
+    return _mm256_cmpeq_epi8(v, bits);
+}
+[[nodiscard]] inline float hsum(__m256 v) noexcept {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+template <class V>
+[[nodiscard]] inline V opaque(V v) noexcept {  // a rounded product, kept out of FMA contraction
+    asm("" : "+x"(v));
+    return v;
+}
+/// out[0,32) = q*scale (+ bias) for 32 signed byte codes; elements 16..31 use scale1. Without a
+/// bias nothing is added, so -0.0 products stay -0.0 as in the reference.
+template <bool with_bias = false>
+inline void store_codes(__m256i q, float scale0, float scale1, float bias, float* out) noexcept {
+#if defined(__AVX512F__)
+    const __m512 b = _mm512_set1_ps(bias);
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
+    const __m512 p0 = _mm512_mul_ps(lo, _mm512_set1_ps(scale0)), p1 = _mm512_mul_ps(hi, _mm512_set1_ps(scale1));
+    _mm512_storeu_ps(out, with_bias ? _mm512_add_ps(opaque(p0), b) : p0);
+    _mm512_storeu_ps(out + 16, with_bias ? _mm512_add_ps(opaque(p1), b) : p1);
+#else
+    const __m256 b = _mm256_set1_ps(bias);
+    for (int h = 0; h < 2; ++h) {
+        const __m128i half = h ? _mm256_extracti128_si256(q, 1) : _mm256_castsi256_si128(q);
+        const __m256 s = _mm256_set1_ps(h ? scale1 : scale0);
+        const __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(half));
+        const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(half, 8)));
+        const __m256 p0 = _mm256_mul_ps(a, s), p1 = _mm256_mul_ps(c, s);
+        _mm256_storeu_ps(out + 16 * h, with_bias ? _mm256_add_ps(opaque(p0), b) : p0);
+        _mm256_storeu_ps(out + 16 * h + 8, with_bias ? _mm256_add_ps(opaque(p1), b) : p1);
+    }
+#endif
+}
+#endif
+
+/// Scales and mins of the 8 sub-blocks of a q4_K block.
+inline void q4_K_scales(const block_q4_K& x, std::uint8_t* sc, std::uint8_t* m) noexcept {
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x.scales, sc[j], m[j]);
+}
+
+struct ggml_q4_0 {
+    using block = block_q4_0;
+    using act = block_q8_0;
+    static constexpr int elems = qk4_0;
+    static constexpr auto quantize_ref = quantize_row_q4_0_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q4_0_ref;
+    static constexpr auto dot_ref = vec_dot_q4_0_q8_0_ref;
+#if defined(__AVX2__)
+    static __m256i codes(const block& x) noexcept { return _mm256_sub_epi8(unpack_nibbles(x.qs), _mm256_set1_epi8(8)); }
+    static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+        const __m256i q = codes(x);
+        const float dx = h2f(x.d);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * h2f(y.d)), acc[t]);
+        }
+    }
+#endif
+};
+
+struct ggml_q4_1 {
+    using block = block_q4_1;
+    using act = block_q8_0;
+    static constexpr int elems = qk4_1;
+    static constexpr auto quantize_ref = quantize_row_q4_1_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q4_1_ref;
+    static constexpr auto dot_ref = vec_dot_q4_1_q8_0_ref;
+#if defined(__AVX2__)
+    static void decode(const block& x, float* out) noexcept {
+        const float d = h2f(x.d);
+        store_codes<true>(unpack_nibbles(x.qs), d, d, h2f(x.m), out);
+    }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+        const __m256i q = unpack_nibbles(x.qs), ones = _mm256_set1_epi8(1);
+        const float dx = h2f(x.d), mx = h2f(x.m);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            const __m256i yv = load256(y.qs);
+            const float dy = h2f(y.d);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_lanes(q, yv)), _mm256_set1_ps(dx * dy), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_lanes(ones, yv)), _mm256_set1_ps(mx * dy), acc[t]);
+        }
+    }
+#endif
+};
+
+struct ggml_q5_0 {
+    using block = block_q5_0;
+    using act = block_q8_0;
+    static constexpr int elems = qk5_0;
+    static constexpr auto quantize_ref = quantize_row_q5_0_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q5_0_ref;
+    static constexpr auto dot_ref = vec_dot_q5_0_q8_0_ref;
+#if defined(__AVX2__)
+    static __m256i codes(const block& x) noexcept {
+        std::uint32_t qh;
+        std::memcpy(&qh, x.qh, sizeof qh);
+        const __m256i hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+        return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(x.qs), hi), _mm256_set1_epi8(16));
+    }
+    static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+        const __m256i q = codes(x);
+        const float dx = h2f(x.d);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * h2f(y.d)), acc[t]);
+        }
+    }
+#endif
+};
+
+struct ggml_q8_0 {
+    using block = block_q8_0;
+    using act = block_q8_0;
+    static constexpr int elems = qk8_0;
+    static constexpr auto quantize_ref = quantize_row_q8_0_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q8_0_ref;
+    static constexpr auto dot_ref = vec_dot_q8_0_q8_0_ref;
+#if defined(__AVX2__)
+    static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(load256(x.qs), d, d, 0.0f, out); }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+        const __m256i q = load256(x.qs);
+        const float dx = h2f(x.d);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
+            acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * h2f(y.d)), acc[t]);
+        }
+    }
+#endif
+};
+
+struct ggml_q4_K {
+    using block = block_q4_K;
+    using act = block_q8_K;
+    static constexpr int elems = qk_k;
+    static constexpr auto quantize_ref = quantize_row_q4_K_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q4_K_ref;
+    static constexpr auto dot_ref = vec_dot_q4_K_q8_K_ref;
+#if defined(__AVX2__)
+    static void decode(const block& x, float* out) noexcept {
+        std::uint8_t sc[8], m[8];
+        q4_K_scales(x, sc, m);
+        const float d = h2f(x.d), dmin = h2f(x.dmin);
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        for (int c = 0; c < 4; ++c) {
+            const __m256i v = load256(x.qs + 32 * c);
+            const float d1 = d * sc[2 * c], d2 = d * sc[2 * c + 1];
+            store_codes<true>(_mm256_and_si256(v, mask), d1, d1, -(dmin * m[2 * c]), out + 64 * c);
+            store_codes<true>(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), d2, d2, -(dmin * m[2 * c + 1]), out + 64 * c + 32);
+        }
+    }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float* sacc) noexcept {
+        std::uint8_t sc[8], m[8];
+        q4_K_scales(x, sc, m);
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        __m256i q[8];
+        for (int c = 0; c < 4; ++c) {
+            const __m256i v = load256(x.qs + 32 * c);
+            q[2 * c] = _mm256_and_si256(v, mask);
+            q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        }
+        const float d = h2f(x.d), dmin = h2f(x.dmin);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            __m256i isum = _mm256_setzero_si256();
+            int msum = 0;
+            for (int j = 0; j < 8; ++j) {
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(dot_lanes(q[j], load256(y.qs + 32 * j)), _mm256_set1_epi32(sc[j])));
+                msum += m[j] * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
+            sacc[t] -= static_cast<float>(msum) * (dmin * y.d);
+        }
+    }
+#endif
+};
+
+struct ggml_q6_K {
+    using block = block_q6_K;
+    using act = block_q8_K;
+    static constexpr int elems = qk_k;
+    static constexpr auto quantize_ref = quantize_row_q6_K_ref;
+    static constexpr auto dequantize_ref = dequantize_row_q6_K_ref;
+    static constexpr auto dot_ref = vec_dot_q6_K_q8_K_ref;
+#if defined(__AVX2__)
+    /// The 256 codes (0..63) as 8 vectors of 32 consecutive elements.
+    static void codes(const block& x, __m256i* q) noexcept {
+        const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i l0 = load256(x.ql + 64 * h), l1 = load256(x.ql + 64 * h + 32), hb = load256(x.qh + 32 * h);
+            q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2));
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+        }
+    }
+    static void decode(const block& x, float* out) noexcept {
+        __m256i q[8];
+        codes(x, q);
+        const float d = h2f(x.d);
+        for (int k = 0; k < 8; ++k)
+            store_codes(_mm256_sub_epi8(q[k], _mm256_set1_epi8(32)), d * x.scales[2 * k], d * x.scales[2 * k + 1], 0.0f, out + 32 * k);
+    }
+    template <int NT>
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+        __m256i q[8], s[8];
+        codes(x, q);
+        for (int k = 0; k < 8; ++k)
+            s[k] = _mm256_set_m128i(_mm_set1_epi32(x.scales[2 * k + 1]), _mm_set1_epi32(x.scales[2 * k]));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+        const float d = h2f(x.d);
+        for (int t = 0; t < NT; ++t) {
+            const act& y = ys[t][b];
+            __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y.bsums)), 5);  // 32 * sum sc*bsum
+            isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+            for (int k = 0; k < 8; ++k)
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(dot_lanes(q[k], load256(y.qs + 32 * k)), s[k]));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
+        }
+    }
+#endif
+};
+
+/// out[t] = dot(row, activations ys[t]) for NT activation rows, decoding each weight block once.
+template <class P, int NT>
+void dot_tile(const typename P::block* row, std::int64_t cols, const typename P::act* const* ys, float* out) noexcept {
+#if defined(__AVX2__)
+    __m256 acc[NT];
+    float sacc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps(), sacc[t] = 0.0f;
+    for (std::int64_t b = 0; b < cols / P::elems; ++b) P::template dot<NT>(row[b], ys, b, acc, sacc);
+    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) + sacc[t];
+#else
+    for (int t = 0; t < NT; ++t) out[t] = P::dot_ref(cols, row, ys[t]);
+#endif
+}
+
+template <class P>
+void dequantize_blocks(const typename P::block* x, float* y, std::int64_t k) noexcept {
+#if defined(__AVX2__)
+    for (std::int64_t b = 0; b < k / P::elems; ++b) P::decode(x[b], y + b * P::elems);
+#else
+    P::dequantize_ref(x, y, k);
+#endif
+}
+
+}  // namespace detail
+
+// SIMD dequantizers: bit-identical to the *_ref ones (same products, no FMA).
+inline void dequantize_row_q4_0(const block_q4_0* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q4_0>(x, y, k); }
+inline void dequantize_row_q4_1(const block_q4_1* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q4_1>(x, y, k); }
+inline void dequantize_row_q5_0(const block_q5_0* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q5_0>(x, y, k); }
+inline void dequantize_row_q8_0(const block_q8_0* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q8_0>(x, y, k); }
+inline void dequantize_row_q4_K(const block_q4_K* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q4_K>(x, y, k); }
+inline void dequantize_row_q6_K(const block_q6_K* x, float* y, std::int64_t k) noexcept { detail::dequantize_blocks<detail::ggml_q6_K>(x, y, k); }
+
+// SIMD dot products of n weights (integer sums exact; f32 accumulation order differs from *_ref).
+inline float vec_dot_q4_0_q8_0(std::int64_t n, const block_q4_0* x, const block_q8_0* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q4_0, 1>(x, n, &y, &r);
+    return r;
+}
+inline float vec_dot_q4_1_q8_0(std::int64_t n, const block_q4_1* x, const block_q8_0* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q4_1, 1>(x, n, &y, &r);
+    return r;
+}
+inline float vec_dot_q5_0_q8_0(std::int64_t n, const block_q5_0* x, const block_q8_0* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q5_0, 1>(x, n, &y, &r);
+    return r;
+}
+inline float vec_dot_q8_0_q8_0(std::int64_t n, const block_q8_0* x, const block_q8_0* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q8_0, 1>(x, n, &y, &r);
+    return r;
+}
+inline float vec_dot_q4_K_q8_K(std::int64_t n, const block_q4_K* x, const block_q8_K* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q4_K, 1>(x, n, &y, &r);
+    return r;
+}
+inline float vec_dot_q6_K_q8_K(std::int64_t n, const block_q6_K* x, const block_q8_K* y) noexcept {
+    float r;
+    detail::dot_tile<detail::ggml_q6_K, 1>(x, n, &y, &r);
+    return r;
+}
+
+/// SIMD q8_0 quantizer, byte-identical to quantize_row_q8_0_ref (roundf = half away from zero).
+inline void quantize_row_q8_0(const float* x, block_q8_0* y, std::int64_t k) noexcept {
+#if defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (std::int64_t i = 0; i < k / qk8_0; ++i, x += qk8_0) {
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(x + 8 * j), amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float d = _mm_cvtss_f32(m) / 127;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        __m256i q[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m256 s = _mm256_mul_ps(v[j], _mm256_set1_ps(id));
+            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));  // exact
+            const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
+            q[j] = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(step, _mm256_and_ps(s, sign))));
+        }
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        const __m256i r = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), r);
+    }
+#else
+    quantize_row_q8_0_ref(x, y, k);
+#endif
+}
+
+/// SIMD q4_0 quantizer, byte-identical to quantize_row_q4_0_ref.
+inline void quantize_row_q4_0(const float* x, block_q4_0* y, std::int64_t k) noexcept {
+#if defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (std::int64_t i = 0; i < k / qk4_0; ++i, x += qk4_0) {
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(x + 8 * j), amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const __m256 am = _mm256_set1_ps(_mm_cvtss_f32(m));
+        std::uint32_t hit = 0;  // first element reaching the max magnitude keeps its sign
+        for (int j = 0; j < 4; ++j)
+            hit |= static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v[j]), am, _CMP_EQ_OQ))) << (8 * j);
+        const float max = hit != 0 && _mm_cvtss_f32(m) > 0 ? x[std::countr_zero(hit)] : 0.0f;
+        const float d = max / -8;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[i].d = detail::f2h(d);
+        __m256i q[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m256 s = detail::opaque(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));
+            q[j] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(s, _mm256_set1_ps(8.5f))), _mm256_set1_epi32(15));
+        }
+        // Elements 0..15 -> low nibbles, 16..31 -> high nibbles.
+        const __m256i lo = _mm256_packs_epi32(q[0], q[1]), hi = _mm256_packs_epi32(q[2], q[3]);  // lane-interleaved
+        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        const __m128i nib = _mm_or_si128(_mm256_castsi256_si128(b), _mm_slli_epi16(_mm256_extracti128_si256(b, 1), 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs), nib);
+    }
+#else
+    quantize_row_q4_0_ref(x, y, k);
+#endif
+}
+
+// ---- runtime family (quant/dispatch.hpp) ------------------------------------------------------------
+
+namespace detail {
+
+/// Calls f(Policy{}) for a ggml scheme; false for other schemes.
+template <class F>
+bool with_ggml_policy(quant_scheme s, F&& f) {
+    switch (s) {
+        case quant_scheme::q4_0: f(ggml_q4_0{}); return true;
+        case quant_scheme::q4_1: f(ggml_q4_1{}); return true;
+        case quant_scheme::q5_0: f(ggml_q5_0{}); return true;
+        case quant_scheme::q8_0: f(ggml_q8_0{}); return true;
+        case quant_scheme::q4_k: f(ggml_q4_K{}); return true;
+        case quant_scheme::q6_k: f(ggml_q6_K{}); return true;
+        default: return false;
+    }
+}
+
+/// Row r of a ggml matrix as blocks. Memory-mapped rows may be misaligned for the f16 members; those
+/// are copied to a per-thread buffer first.
+template <class P>
+const typename P::block* ggml_row(const qmatrix_view& m, std::int64_t r) {
+    using B = typename P::block;
+    const std::size_t rb = ggml_row_bytes(m.config.scheme, m.cols);
+    const std::byte* p = m.weight + static_cast<std::size_t>(r) * rb;
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(B) == 0) return reinterpret_cast<const B*>(p);
+    thread_local std::vector<B> buf;
+    buf.resize(rb / sizeof(B));
+    std::memcpy(buf.data(), p, rb);
+    return buf.data();
+}
+
+/// Activations quantized to the policy's activation blocks (q8_0 or q8_K), per thread.
+template <class P>
+const typename P::act* ggml_activations(const float* x, std::int64_t n, std::int64_t cols) {
+    using A = typename P::act;
+    thread_local std::vector<A> buf;
+    const std::int64_t nb = cols / P::elems;
+    buf.resize(static_cast<std::size_t>(n * nb));
+    for (std::int64_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<A, block_q8_0>) quantize_row_q8_0(x + i * cols, buf.data() + i * nb, cols);
+        else quantize_row_q8_K_ref(x + i * cols, buf.data() + i * nb, cols);
+    }
+    return buf.data();
+}
+
+}  // namespace detail
+
+/// llama.cpp block types as a quantization family. bits/group_size of the config are implied by the
+/// type (they are not checked); the stored component is "weight" u8 [rows, ggml_row_bytes].
+struct ggml_family {
+    [[nodiscard]] static bool supports(const quant_config& c) noexcept { return is_ggml(c.scheme); }
+    [[nodiscard]] static std::string supported() {
+        return "ggml (llama.cpp blocks): q4_0, q4_1, q5_0, q8_0 (rows a multiple of 32), q4_k, q6_k (rows a multiple of 256)";
+    }
+    static void validate(const quant_config& c, std::int64_t rows, std::int64_t cols) {
+        const std::int64_t e = ggml_block_elems(c.scheme);
+        if (e == 0 || rows < 0 || cols <= 0 || cols % e != 0)
+            detail::raise<argument_error>("quant", scheme_name(c.scheme), "row length ", cols,
+                                          " is not a multiple of the block size ", e, " (shape [", rows, ", ", cols, "])");
+    }
+
+    [[nodiscard]] static quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
+                                                   const quant_config& cfg) {
+        validate(cfg, rows, cols);
+        if (static_cast<std::uint64_t>(w.size()) != static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(cols))
+            detail::raise<argument_error>("quant", scheme_name(cfg.scheme), "buffer holds ", w.size(), " values, shape [",
+                                          rows, ", ", cols, "] needs ", rows * cols);
+        const std::size_t rb = ggml_row_bytes(cfg.scheme, cols);
+        quantized_tensor out;
+        out.config = cfg;
+        out.rows = rows;
+        out.cols = cols;
+        quant_component c{"weight", dtype::u8, {rows, static_cast<std::int64_t>(rb)}, {}};
+        c.bytes.resize(static_cast<std::size_t>(rows) * rb);
+        detail::with_ggml_policy(cfg.scheme, [&]<class P>(P) {
+            std::vector<typename P::block> row(rb / sizeof(typename P::block));
+            for (std::int64_t r = 0; r < rows; ++r) {
+                const float* x = w.data() + r * cols;
+                for (std::int64_t j = 0; j < cols; ++j)
+                    if (!std::isfinite(x[j]))
+                        detail::raise<format_error>("quant", scheme_name(cfg.scheme), "non-finite weight ", x[j], " at row ",
+                                                    r, ", column ", j, " (fix the checkpoint or keep this tensor unquantized)");
+                if constexpr (std::is_same_v<P, detail::ggml_q4_0>) quantize_row_q4_0(x, row.data(), cols);
+                else if constexpr (std::is_same_v<P, detail::ggml_q8_0>) quantize_row_q8_0(x, row.data(), cols);
+                else P::quantize_ref(x, row.data(), cols);
+                std::memcpy(c.bytes.data() + static_cast<std::size_t>(r) * rb, row.data(), rb);
+            }
+        });
+        out.components.push_back(std::move(c));
+        return out;
+    }
+
+    static void dequantize_rows(const qmatrix_view& m, std::int64_t r0, std::int64_t r1, float* out) {
+        detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
+            for (std::int64_t r = r0; r < r1; ++r)
+                detail::dequantize_blocks<P>(detail::ggml_row<P>(m, r), out + (r - r0) * m.cols, m.cols);
+        });
+    }
+
+    /// y[r] = W[r,:].x: x is quantized once to q8_0 / q8_K, then integer block dot products.
+    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+        detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
+            const typename P::act* a = detail::ggml_activations<P>(x, 1, m.cols);
+            for (std::int64_t r = r0; r < r1; ++r) detail::dot_tile<P, 1>(detail::ggml_row<P>(m, r), m.cols, &a, y + r);
+        });
+    }
+
+    /// x [n, cols] -> y [n, rows] for rows [r0, r1): each activation row is quantized once, and each
+    /// weight block is decoded once per tile of 4 activation rows.
+    static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
+        detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
+            using A = typename P::act;
+            const std::int64_t nb = m.cols / P::elems;
+            const A* a = detail::ggml_activations<P>(x, n, m.cols);
+            for (std::int64_t r = r0; r < r1; ++r) {
+                const typename P::block* row = detail::ggml_row<P>(m, r);
+                float out[4];
+                std::int64_t i = 0;
+                for (; i + 4 <= n; i += 4) {
+                    const A* ys[4] = {a + i * nb, a + (i + 1) * nb, a + (i + 2) * nb, a + (i + 3) * nb};
+                    detail::dot_tile<P, 4>(row, m.cols, ys, out);
+                    for (int t = 0; t < 4; ++t) y[(i + t) * m.rows + r] = out[t];
+                }
+                for (; i < n; ++i) {
+                    const A* ys = a + i * nb;
+                    detail::dot_tile<P, 1>(row, m.cols, &ys, out);
+                    y[i * m.rows + r] = out[0];
+                }
+            }
+        });
+    }
+};
+
+}  // namespace qlib
+QLIB_SIMD_DIAGNOSTICS_END
