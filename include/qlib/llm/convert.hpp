@@ -27,6 +27,7 @@
 #include "qlib/llm/config.hpp"
 #include "qlib/llm/convert_plan.hpp"
 #include "qlib/quant/dispatch.hpp"
+#include "qlib/quant/ggml_blocks.hpp"
 #include "qlib/quant/metrics.hpp"
 #include "qlib/version.hpp"
 
