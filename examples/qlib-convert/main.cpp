@@ -1,6 +1,7 @@
 // qlib-convert: Hugging Face model directory -> quantized MLX, NPZ + manifest, or GGUF.
 //   qlib-convert --hf-path DIR --out DIR -q --q-bits 4 --q-group-size 64
 #include <qlib/core/cli.hpp>
+#include <qlib/core/interrupt.hpp>
 #include <qlib/core/progress.hpp>
 #include <qlib/llm/convert.hpp>
 #include <qlib/llm/convert_gguf.hpp>
@@ -77,9 +78,12 @@ int main(int argc, char** argv) try {
     const qlib::convert_options options = parse_options(args);
     args.finish();
 
+    // Ctrl-C stops after the current tensor; unwinding removes the unfinished output.
+    qlib::catch_interrupts();
     qlib::progress_bar bar;
     auto progress = [&](const qlib::tensor_result& t, const qlib::convert_progress& p) {
         bar.update(p.done, p.total, p.bytes_done, p.bytes_total, p.seconds, t.name);
+        qlib::throw_if_interrupted();
     };
     const qlib::conversion_summary summary = options.format == qlib::output_format::gguf
                                                  ? qlib::convert_model_gguf(input, output, options, threads, force, progress)

@@ -3,6 +3,7 @@
 // renamed over it. Until commit() the destination is untouched; a failure or an exception removes
 // the temporary, so no half-written file is ever left under the final name.
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc >= 2.28)
 #include <unistd.h>
 
 #include <cerrno>
@@ -153,22 +154,23 @@ public:
 
     void commit() {
         detail::fsync_directory(temp_);
-        std::filesystem::path old;
         std::error_code ec;
         if (std::filesystem::exists(dest_)) {
             if (!overwrite_) detail::raise<io_error>(component_, dest_.string(), "output appeared while converting");
-            old = detail::temp_sibling(dest_);
-            std::filesystem::rename(dest_, old, ec);
-            if (ec) detail::raise<io_error>(component_, dest_.string(), "cannot move old output aside: ", ec.message());
+            // Swap the new directory and the old one in one step, so the destination name always
+            // holds a complete output; the old one ends up under the temporary name and is removed.
+            if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, dest_.c_str(), RENAME_EXCHANGE) != 0)
+                detail::raise<io_error>(component_, dest_.string(), "cannot replace the existing output: ",
+                                        std::strerror(errno));
+            committed_ = true;
+            detail::fsync_directory(dest_.parent_path());
+            std::filesystem::remove_all(temp_, ec);
+            return;
         }
         std::filesystem::rename(temp_, dest_, ec);
-        if (ec) {
-            if (!old.empty()) std::filesystem::rename(old, dest_);
-            detail::raise<io_error>(component_, dest_.string(), "cannot rename output into place: ", ec.message());
-        }
+        if (ec) detail::raise<io_error>(component_, dest_.string(), "cannot rename output into place: ", ec.message());
         committed_ = true;
         detail::fsync_directory(dest_.parent_path());
-        if (!old.empty()) std::filesystem::remove_all(old, ec);
     }
 
 private:

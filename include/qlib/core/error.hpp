@@ -53,12 +53,13 @@ template <class... Args>
     return os.str();
 }
 
-/// Throws E with the canonical "[qlib.component] where: what" message.
+/// Throws E with the canonical "[qlib.component] where: what" message. Arguments are taken by value:
+/// callers pass fields of packed on-disk structs, which a reference could not bind to safely.
 template <class E = format_error, class... Args>
-[[noreturn]] void raise(std::string_view component, std::string_view where, Args&&... what) {
+[[noreturn]] void raise(std::string_view component, std::string_view where, Args... what) {
     std::string msg = cat("[qlib.", component, "] ");
     if (!where.empty()) msg += cat(where, ": ");
-    msg += cat(std::forward<Args>(what)...);
+    msg += cat(what...);
     throw E(msg);
 }
 

@@ -11,6 +11,7 @@
 
 #include <climits>
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -107,6 +108,23 @@ struct parsed_npz {
 [[nodiscard]] inline parsed_npz parse_npz(std::span<const std::byte> file, const std::string& where,
                                           const std::shared_ptr<const void>& keep_alive = {}) {
     const zip_directory dir = read_zip_directory(file, where);
+    // Before anything is inflated: no member may share bytes with another (several directory entries
+    // pointing at one deflated stream would multiply its inflated size), so the total inflated memory
+    // stays within npz_max_inflate_ratio x the file size.
+    {
+        std::vector<std::pair<std::uint64_t, const zip_entry*>> starts;
+        for (const zip_entry& e : dir.entries) starts.emplace_back(e.local_header_offset, &e);
+        std::sort(starts.begin(), starts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (std::size_t i = 1; i < starts.size(); ++i) {
+            const zip_entry& prev = *starts[i - 1].second;
+            const std::uint64_t prev_end =
+                zip_data_offset(file, dir, prev, where + ": member '" + prev.name + "'") + prev.compressed_size;
+            if (starts[i].first < prev_end)
+                raise("npz", where, "members '", prev.name, "' and '", starts[i].second->name,
+                      "' overlap (local header at offset ", starts[i].first, " is inside the previous member, which ends at ",
+                      prev_end, ")");
+        }
+    }
     parsed_npz out;
     for (const zip_entry& e : dir.entries) {
         constexpr std::string_view suffix = ".npy";
