@@ -2,11 +2,15 @@
 // Bytes reported (SetBytesProcessed):
 //   quantize / dequantize: the f32 matrix (input of quantize, output of dequantize);
 //   matvec / matmul: the stored weight bytes read (packed codes + scales + biases), so GB/s compare
-//   directly with BM_read_stream of the same byte count, the memory-bandwidth ceiling.
+//   directly with BM_read_stream of the same byte count, the memory-bandwidth ceiling; the counter
+//   of_read is that ratio, against a streaming read by the same number of threads (wall clock).
+// affine matvec/matmul use int8 activations (the default); *_f32act the float-activation path.
 // Multi-threaded variants report wall-clock rates (UseRealTime).
 // Run e.g.: bench_quant --benchmark_min_time=0.2 --benchmark_filter='matvec'
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -14,7 +18,7 @@
 #include <tuple>
 #include <vector>
 
-#include "qlib/core/thread_pool.hpp"
+#include "qlib/core/spin_pool.hpp"
 #include "qlib/quant/dispatch.hpp"
 
 namespace {
@@ -72,28 +76,84 @@ void BM_affine_dequantize(benchmark::State& st) {
     st.SetBytesProcessed(st.iterations() * rows * cols * 4);
 }
 
-void run_matvec(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads) {
+/// Wall-clock GB/s of streaming-reading `bytes` with `threads` threads (each sums its share): the
+/// bandwidth ceiling the products are compared with. Measured once per (bytes, threads).
+double read_gbps(std::size_t bytes, unsigned threads) {
+    static std::map<std::pair<std::size_t, unsigned>, double> cache;
+    auto& v = cache[{bytes, threads}];
+    if (v != 0.0) return v;
+    std::vector<float> buf(bytes / 4, 1.0f);
+    spin_pool pool(threads);
+    std::vector<float> sink(threads);
+    double best = 1e30;
+    for (int rep = 0; rep < 20; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        pool.parallel_for(buf.size(), 1024, [&](std::size_t b, std::size_t e, unsigned t) {
+            constexpr std::size_t W = kernels::fwidth;
+            kernels::fbatch a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+            std::size_t i = b;
+            for (; i + 4 * W <= e; i += 4 * W) {
+                a0 += kernels::load_f32(buf.data() + i);
+                a1 += kernels::load_f32(buf.data() + i + W);
+                a2 += kernels::load_f32(buf.data() + i + 2 * W);
+                a3 += kernels::load_f32(buf.data() + i + 3 * W);
+            }
+            sink[t] = kernels::reduce_add((a0 + a1) + (a2 + a3));
+        });
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    benchmark::DoNotOptimize(sink.data());
+    return v = static_cast<double>(bytes) / best / 1e9;
+}
+
+enum class activations { int8, f32 };
+
+/// n = 1: matvec; n > 1: matmul of n tokens. Rows are split over a spin_pool as qlib-run does.
+/// Counters: GB/s of stored weight bytes (wall clock) and its ratio to read_gbps of the same size.
+void run_product(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads,
+                 std::int64_t n = 1, activations act = activations::int8) {
     const auto& q = quantized(cfg, rows, cols);
     const auto v = view_of(q);
-    std::vector<float> x(weights(1, cols)), y(static_cast<std::size_t>(rows));
-    thread_pool pool(threads);
+    std::vector<float> x(static_cast<std::size_t>(n * cols)), y(static_cast<std::size_t>(n * rows));
+    for (std::int64_t i = 0; i < n; ++i) std::copy_n(weights(1, cols).begin(), cols, x.begin() + i * cols);
+    spin_pool pool(threads);
+    const bool affine_f32 = cfg.scheme == quant_scheme::affine && act == activations::f32;
+    const auto t0 = std::chrono::steady_clock::now();
     for (auto _ : st) {
         pool.parallel_for(static_cast<std::size_t>(rows), 16, [&](std::size_t b, std::size_t e, unsigned) {
-            matvec(v, x.data(), y.data(), static_cast<std::int64_t>(b), static_cast<std::int64_t>(e));
+            const auto r0 = static_cast<std::int64_t>(b), r1 = static_cast<std::int64_t>(e);
+            if (n == 1) affine_f32 ? affine_family::matvec_f32(v, x.data(), y.data(), r0, r1) : matvec(v, x.data(), y.data(), r0, r1);
+            else affine_f32 ? affine_family::matmul_f32(v, x.data(), n, y.data(), r0, r1) : matmul(v, x.data(), n, y.data(), r0, r1);
         });
         benchmark::ClobberMemory();
     }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double gbps = static_cast<double>(st.iterations()) * static_cast<double>(q.stored_bytes()) / secs / 1e9;
     st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(q.stored_bytes()));
     st.counters["bpw"] = q.bits_per_weight();
+    st.counters["wall_GBps"] = gbps;
+    st.counters["of_read"] = gbps / read_gbps(q.stored_bytes(), threads);
+    if (n > 1) st.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(n) * static_cast<double>(st.iterations()) / secs);
+}
+void run_matvec(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads) {
+    run_product(st, cfg, rows, threads);
 }
 
-void BM_affine_matvec(benchmark::State& st) {
-    run_matvec(st, make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2))),
-               st.range(0), 1);
+quant_config affine_of(const benchmark::State& st) {
+    return make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2)));
 }
-void BM_affine_matvec_2threads(benchmark::State& st) {
-    run_matvec(st, make_cfg(quant_scheme::affine, static_cast<int>(st.range(1)), static_cast<int>(st.range(2))),
-               st.range(0), 2);
+void BM_affine_matvec(benchmark::State& st) { run_product(st, affine_of(st), st.range(0), 1); }
+void BM_affine_matvec_2threads(benchmark::State& st) { run_product(st, affine_of(st), st.range(0), 2); }
+void BM_affine_matvec_f32act(benchmark::State& st) {
+    run_product(st, affine_of(st), st.range(0), 1, 1, activations::f32);
+}
+void BM_affine_matvec_f32act_2threads(benchmark::State& st) {
+    run_product(st, affine_of(st), st.range(0), 2, 1, activations::f32);
+}
+// Prompt processing: 16 tokens per call.
+void BM_affine_matmul16(benchmark::State& st) { run_product(st, affine_of(st), st.range(0), 1, 16); }
+void BM_affine_matmul16_f32act(benchmark::State& st) {
+    run_product(st, affine_of(st), st.range(0), 1, 16, activations::f32);
 }
 // Args: rows, bits, group (0 = per row).
 void BM_symmetric_quantize(benchmark::State& st) {
@@ -175,6 +235,10 @@ BENCHMARK(BM_affine_quantize)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark:
 BENCHMARK(BM_affine_dequantize)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_affine_matvec)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_affine_matvec_2threads)->Apply(affine_args)->MinTime(0.1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_affine_matvec_f32act)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_affine_matvec_f32act_2threads)->Apply(affine_args)->MinTime(0.1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_affine_matmul16)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_affine_matmul16_f32act)->Apply(affine_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_symmetric_quantize)->Apply(symmetric_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_symmetric_matvec)->Apply(symmetric_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_float_matvec)->Apply(float_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);

@@ -9,7 +9,9 @@
 #include <random>
 #include <vector>
 
+#include "qlib/kernels/q8_activation.hpp"
 #include "qlib/kernels/simd.hpp"
+#include "qlib/kernels/unpack_u8.hpp"
 #include "qlib/quant/bitpack.hpp"
 #include "qlib/quant/dispatch.hpp"
 #include "qlib/quant/metrics.hpp"
@@ -82,6 +84,53 @@ TEMPLATE_TEST_CASE_SIG("pack32 / unpack32 agree with the bit-stream reference", 
             for (int i = 0; i < 32; ++i) REQUIRE(f[i] == static_cast<float>(q[32 * k + i]));
         }
     }
+}
+
+#if defined(QLIB_HAVE_UNPACK64)
+TEMPLATE_TEST_CASE_SIG("unpack64 equals the bit-stream reference (full and half chunks)", "[bitpack]", ((int B), B), 1,
+                       2, 3, 4, 5, 6, 8) {
+    std::mt19937 rng(B + 100);
+    for (int it = 0; it < 200; ++it) {
+        std::vector<std::byte> p(8 * B + 1);
+        for (auto& b : p) b = static_cast<std::byte>(rng());
+        for (bool half : {false, true}) {
+            // At an odd address with nothing readable past the codes the call may touch.
+            const std::size_t used = half ? 4 * B : 8 * B;
+            std::vector<std::byte> buf(used + 1);
+            std::memcpy(buf.data() + 1, p.data(), used);
+            alignas(64) std::uint8_t got[64], want[64] = {};
+            _mm512_store_si512(got, kernels::unpack64<B>(buf.data() + 1, half));
+            kernels::unpack_u8_ref(buf.data() + 1, B, half ? 32 : 64, want);
+            REQUIRE(std::memcmp(got, want, 64) == 0);
+        }
+    }
+}
+#endif
+
+TEST_CASE("int8 activation quantization: SIMD equals the scalar reference; codes within half a step") {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> d(0.0f, 2.0f);
+    for (std::int64_t block : {32, 64, 128})
+        for (std::int64_t cols : {block, 3 * block, std::int64_t{4096}}) {
+            const std::int64_t n = 3;
+            std::vector<float> x(static_cast<std::size_t>(n * cols));
+            for (auto& v : x) v = d(rng);
+            std::fill_n(x.begin(), block, 0.0f);  // an all-zero block: scale 0, codes 0
+            x[static_cast<std::size_t>(cols + 1)] = 1e4f;
+            kernels::q8_activation a, r;
+            kernels::quantize_activation(x.data(), n, cols, block, a);
+            kernels::quantize_activation_ref(x.data(), n, cols, block, r);
+            REQUIRE(a.q == r.q);
+            REQUIRE(a.d == r.d);
+            REQUIRE(a.lane_d == r.lane_d);
+            CHECK(a.scales(0)[0] == 0.0f);
+            for (std::int64_t i = 0; i < n; ++i)
+                for (std::int64_t j = 0; j < cols; ++j) {
+                    const float dq = a.scales(i)[j / block];
+                    REQUIRE(std::abs(x[i * cols + j] - dq * a.codes(i)[j]) <= 0.5f * dq * 1.0001f);
+                }
+            for (std::int64_t j = cols; j < a.stride; ++j) CHECK(a.codes(0)[j] == 0);  // padding
+        }
 }
 
 TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alignment and length") {

@@ -188,8 +188,9 @@ struct affine_kernels {
     }
 
     /// Vectorized quantize_row (bit-identical): min/max of 16 groups at a time, their parameters in
-    /// vector lanes, then per group a vector divide, round, clamp and pack.
-    static void quantize_row_avx512(const float* w, std::int64_t cols, std::byte* packed, float* scales,
+    /// vector lanes, then per group a vector divide, round, clamp and pack. Returns false (output
+    /// unspecified) when the row holds a non-finite value, checked in the same pass.
+    static bool quantize_row_avx512(const float* w, std::int64_t cols, std::byte* packed, float* scales,
                                     float* biases) {
         constexpr int V = G / 16;  // vectors per group
         const std::int64_t ng = cols / G;
@@ -198,15 +199,20 @@ struct affine_kernels {
         for (std::int64_t g0 = 0; g0 < ng; g0 += 16) {
             const int n = static_cast<int>(std::min<std::int64_t>(16, ng - g0));
             __m512 lo[16], hi[16];
+            const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+            __mmask16 bad = 0;
             for (int k = 0; k < 16; ++k) {
                 const float* x = w + (g0 + std::min(k, n - 1)) * G;  // short batch: repeat the last group
                 lo[k] = hi[k] = _mm512_loadu_ps(x);
+                bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(lo[k]), inf, _CMP_NLT_UQ);  // Inf or NaN
                 for (int j = 1; j < V; ++j) {
                     const __m512 v = _mm512_loadu_ps(x + 16 * j);
+                    bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(v), inf, _CMP_NLT_UQ);
                     lo[k] = _mm512_min_ps(lo[k], v);
                     hi[k] = _mm512_max_ps(hi[k], v);
                 }
             }
+            if (bad) return false;
             __m512 s, b;
             group_params16(reduce16(lo, [](__m512 a, __m512 c) { return _mm512_min_ps(a, c); }),
                            reduce16(hi, [](__m512 a, __m512 c) { return _mm512_max_ps(a, c); }), s, b);
@@ -229,16 +235,19 @@ struct affine_kernels {
             std::memcpy(scales + g0, sc, static_cast<std::size_t>(n) * 4);
             std::memcpy(biases + g0, bi, static_cast<std::size_t>(n) * 4);
         }
+        return true;
     }
 #endif
 
-    static void quantize_row(const float* w, std::int64_t cols, std::byte* packed, float* scales, float* biases) {
-        using kernels::fbatch;
+    /// Quantizes one row; false when it holds a non-finite value (then the output is unspecified).
+    static bool quantize_row(const float* w, std::int64_t cols, std::byte* packed, float* scales, float* biases) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
         return quantize_row_avx512(w, cols, packed, scales, biases);
-#endif
+#else
+        using kernels::fbatch;
         constexpr auto W = static_cast<int>(kernels::fwidth);
-        if constexpr (G % W != 0) return quantize_row_ref(w, cols, packed, scales, biases);
+        if (first_non_finite(w, cols) != cols) return false;
+        if constexpr (G % W != 0) return quantize_row_ref(w, cols, packed, scales, biases), true;
         alignas(64) std::uint8_t q[G];
         for (std::int64_t g = 0; g < cols / G; ++g) {
             const float* x = w + g * G;
@@ -258,6 +267,8 @@ struct affine_kernels {
             scales[g] = p.scale;
             biases[g] = p.bias;
         }
+        return true;
+#endif
     }
 
     // ---- dequantize ----------------------------------------------------------------------------
@@ -605,14 +616,19 @@ struct affine_family {
             std::vector<float> s(static_cast<std::size_t>(ng)), b(static_cast<std::size_t>(ng));
             for (std::int64_t r = 0; r < rows; ++r) {
                 const float* row = w.data() + r * cols;
-                if (const auto c = detail::first_non_finite(row, cols); c != cols)
+                if (!K::quantize_row(row, cols, wq.bytes.data() + K::row_bytes(cols) * static_cast<std::size_t>(r),
+                                     s.data(), b.data())) {
+                    const auto c = detail::first_non_finite(row, cols);
                     detail::raise_non_finite("affine", r, c, row[c]);
-                K::quantize_row(row, cols, wq.bytes.data() + K::row_bytes(cols) * static_cast<std::size_t>(r), s.data(),
-                                b.data());
+                }
                 detail::store_row_params(s.data(), cfg.scale_type, sc.bytes.data() + static_cast<std::size_t>(r * ng) * st, ng);
                 detail::store_row_params(b.data(), cfg.scale_type, bi.bytes.data() + static_cast<std::size_t>(r * ng) * st, ng);
             }
-            out.components = {std::move(wq), std::move(sc), std::move(bi)};
+            // Moved one by one: a braced list would copy the buffers (initializer_list elements are const).
+            out.components.reserve(3);
+            out.components.push_back(std::move(wq));
+            out.components.push_back(std::move(sc));
+            out.components.push_back(std::move(bi));
         });
         return out;
     }

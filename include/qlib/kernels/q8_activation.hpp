@@ -1,0 +1,109 @@
+#pragma once
+// Activations quantized to int8 for integer dot products with packed weights (as llama.cpp's q8_0 /
+// q8_K activations): each block of 32, 64 or 128 values gets one f32 scale d = max|x| / 127 and
+// codes round(x / d) in [-127, 127]. Done once per call for the n activation vectors; the weight
+// kernels then multiply unsigned codes by these signed bytes (AVX-512 VNNI vpdpbusd: u8 x s8 -> i32).
+// Rows are padded with zero codes to a multiple of 64 values, the unit the weight kernels consume,
+// so a 32-value tail multiplies by zeros.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "qlib/kernels/simd.hpp"
+
+QLIB_SIMD_DIAGNOSTICS_BEGIN
+
+namespace qlib::kernels {
+
+/// n activation vectors of cols values (cols a multiple of the block) as int8 blocks.
+struct q8_activation {
+    std::int64_t n = 0, cols = 0, block = 0;
+    std::int64_t stride = 0;     // codes per vector: cols rounded up to 64
+    std::vector<std::int8_t> q;  // [n, stride]
+    std::vector<float> d;        // [n, stride/block] block scales (0 for the padding)
+    /// Block 32 only: [n, stride/64, 16], lane i of 64-value chunk c holds d of block 2c + i/8 -- the
+    /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
+    std::vector<float> lane_d;
+
+    [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
+    [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * (stride / block); }
+    [[nodiscard]] const float* lane_scales(std::int64_t i) const noexcept { return lane_d.data() + i * (stride / 4); }
+
+    void resize(std::int64_t n_, std::int64_t cols_, std::int64_t block_) {
+        n = n_;
+        cols = cols_;
+        block = block_;
+        stride = (cols + 63) / 64 * 64;
+        q.assign(static_cast<std::size_t>(n * stride), 0);
+        d.assign(static_cast<std::size_t>(n * stride / block), 0.0f);
+        lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
+    }
+};
+
+namespace detail {
+
+/// Scalar reference for one block: returns the scale, writes the codes.
+inline float quantize_block_q8_ref(const float* x, std::int64_t block, std::int8_t* q) noexcept {
+    float amax = 0.0f;
+    for (std::int64_t j = 0; j < block; ++j) amax = std::max(amax, std::abs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (std::int64_t j = 0; j < block; ++j) q[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+    return d;
+}
+
+inline float quantize_block_q8(const float* x, std::int64_t block, std::int8_t* q) noexcept {
+#if defined(__AVX512F__)
+    if (block % 16 == 0 && block <= 128) {
+        __m512 v[8];
+        __m512 amax = _mm512_setzero_ps();
+        const std::int64_t nv = block / 16;
+        for (std::int64_t k = 0; k < nv; ++k) {
+            v[k] = _mm512_loadu_ps(x + 16 * k);
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(v[k]));
+        }
+        const float d = _mm512_reduce_max_ps(amax) / 127.0f;
+        const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        // cvtps rounds to nearest even (the default MXCSR mode), as nearbyint does.
+        for (std::int64_t k = 0; k < nv; ++k)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * k),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v[k], id))));
+        return d;
+    }
+#endif
+    return quantize_block_q8_ref(x, block, q);
+}
+
+template <bool Ref>
+void quantize_activation_impl(const float* x, std::int64_t n, std::int64_t cols, std::int64_t block, q8_activation& a) {
+    if (a.n != n || a.cols != cols || a.block != block) a.resize(n, cols, block);
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::int8_t* q = a.q.data() + i * a.stride;
+        float* d = a.d.data() + i * (a.stride / block);
+        for (std::int64_t k = 0; k < cols / block; ++k) {
+            d[k] = Ref ? quantize_block_q8_ref(x + i * cols + k * block, block, q + k * block)
+                       : quantize_block_q8(x + i * cols + k * block, block, q + k * block);
+            if (block == 32) std::fill_n(a.lane_d.data() + i * (a.stride / 4) + k * 8, 8, d[k]);
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Quantizes x [n, cols] (row stride cols) into a, reusing its buffers. block is 32, 64 or 128 and
+/// divides cols.
+inline void quantize_activation(const float* x, std::int64_t n, std::int64_t cols, std::int64_t block, q8_activation& a) {
+    detail::quantize_activation_impl<false>(x, n, cols, block, a);
+}
+
+/// Scalar reference of quantize_activation (bit-identical).
+inline void quantize_activation_ref(const float* x, std::int64_t n, std::int64_t cols, std::int64_t block,
+                                    q8_activation& a) {
+    detail::quantize_activation_impl<true>(x, n, cols, block, a);
+}
+
+}  // namespace qlib::kernels
+QLIB_SIMD_DIAGNOSTICS_END
