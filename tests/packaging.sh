@@ -22,9 +22,9 @@ install)
   cmake -S "$src/tests/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
   cmake --build "$work/consumer" -j2 >/dev/null
   "$work/consumer/consumer" "$work"
-  flags=$(PKG_CONFIG_PATH="$work/prefix/share/pkgconfig" pkg-config --cflags --libs qlib)
-  # shellcheck disable=SC2086
-  g++ $flags "$src/tests/consumer/main.cpp" -o "$work/consumer-pc"
+  export PKG_CONFIG_PATH="$work/prefix/share/pkgconfig"
+  # shellcheck disable=SC2046
+  g++ $(pkg-config --cflags qlib) "$src/tests/consumer/main.cpp" -o "$work/consumer-pc" $(pkg-config --libs qlib)
   "$work/consumer-pc" "$work"
   ;;
 subdirectory)
@@ -71,7 +71,7 @@ assert "self.info.clear()" in methods["package_id"]
 for dep in ("simdjson/", "xsimd/", "zlib/"):
     assert dep in methods["requirements"], dep
 assert "transitive_headers=True" in methods["requirements"]
-assert '"cmake_target_name", "qlib::qlib"' in methods["package_info"]
+assert "'cmake_target_name', 'qlib::qlib'" in methods["package_info"]
 print("conanfile.py: header-library qlib", lit("version"))
 PY
   ;;

@@ -338,7 +338,7 @@ TEST_CASE("loading errors name the file and the tensor", "[model][errors]") {
     CHECK_THROWS_AS(s.forward(five), qlib::limit_error);
 }
 
-TEST_CASE("--no-mmap copies give the same logits", "[model][load]") {
+TEST_CASE("Weights copied into memory (--no-mmap) give the same logits", "[model][load]") {
     const auto mapped = qlib::model::load(model_dir("stories-260k"));
     const auto copied = qlib::model::load(model_dir("stories-260k"), {.use_mmap = false});
     CHECK(copied.weight_bytes() == mapped.weight_bytes());

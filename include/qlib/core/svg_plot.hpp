@@ -88,7 +88,7 @@ inline constexpr std::array<std::string_view, 12> plot_colors = {
 }  // namespace detail
 
 /// The chart as an SVG document. Non-finite points are left out; a series with no finite point is
-/// left out entirely (so every <polyline> is one drawn series). Points are joined in x order.
+/// left out entirely (so every `<polyline>` is one drawn series). Points are joined in x order.
 [[nodiscard]] inline std::string render_svg(const line_chart& chart) {
     using detail::cat;
     using detail::xml_escape;

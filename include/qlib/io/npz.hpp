@@ -108,28 +108,16 @@ struct parsed_npz {
 [[nodiscard]] inline parsed_npz parse_npz(std::span<const std::byte> file, const std::string& where,
                                           const std::shared_ptr<const void>& keep_alive = {}) {
     const zip_directory dir = read_zip_directory(file, where);
-    // Before anything is inflated: no member may share bytes with another (several directory entries
-    // pointing at one deflated stream would multiply its inflated size), so the total inflated memory
-    // stays within npz_max_inflate_ratio x the file size.
-    {
-        std::vector<std::pair<std::uint64_t, const zip_entry*>> starts;
-        for (const zip_entry& e : dir.entries) starts.emplace_back(e.local_header_offset, &e);
-        std::sort(starts.begin(), starts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-        for (std::size_t i = 1; i < starts.size(); ++i) {
-            const zip_entry& prev = *starts[i - 1].second;
-            const std::uint64_t prev_end =
-                zip_data_offset(file, dir, prev, where + ": member '" + prev.name + "'") + prev.compressed_size;
-            if (starts[i].first < prev_end)
-                raise("npz", where, "members '", prev.name, "' and '", starts[i].second->name,
-                      "' overlap (local header at offset ", starts[i].first, " is inside the previous member, which ends at ",
-                      prev_end, ")");
-        }
-    }
-    parsed_npz out;
+    struct member_span {
+        const zip_entry* entry;
+        std::string member;
+        std::uint64_t data_offset;
+    };
+    // First every member is checked from its headers alone; nothing is inflated yet.
+    std::vector<member_span> members;
     for (const zip_entry& e : dir.entries) {
-        constexpr std::string_view suffix = ".npy";
-        if (!e.name.ends_with(suffix)) continue;
-        const std::string member = where + ": member '" + e.name + "'";  // no ostream: one per entry
+        if (!e.name.ends_with(".npy")) continue;
+        std::string member = where + ": member '" + e.name + "'";  // no ostream: one per entry
         if (e.flags & (zip::flag_encrypted | zip::flag_strong_encryption | zip::flag_masked_directory))
             raise<unsupported_error>("npz", member, "is encrypted");
         if (e.method != zip::method_stored && e.method != zip::method_deflate)
@@ -139,9 +127,30 @@ struct parsed_npz {
         // repeats them, but an NPY member is never empty, so zero there means they are unknown.
         if ((e.flags & zip::flag_data_descriptor) && e.uncompressed_size == 0)
             raise<unsupported_error>("npz", member, "has its sizes only in a data descriptor (streamed ZIP)");
-        if (e.method == zip::method_deflate)  // before the local header is read or memory allocated
-            check_inflate_limits(e.uncompressed_size, e.compressed_size, member);
+        if (e.method == zip::method_deflate) check_inflate_limits(e.uncompressed_size, e.compressed_size, member);
         const std::uint64_t off = zip_data_offset(file, dir, e, member);
+        members.push_back({&e, std::move(member), off});
+    }
+    // No member may share bytes with another: several directory entries pointing at one deflated
+    // stream would multiply its inflated size. Disjoint members keep the total inflated memory within
+    // npz_max_inflate_ratio x the file size.
+    {
+        std::vector<const member_span*> order;
+        for (const auto& m : members) order.push_back(&m);
+        std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->data_offset < b->data_offset; });
+        for (std::size_t i = 1; i < order.size(); ++i) {
+            const std::uint64_t prev_end = order[i - 1]->data_offset + order[i - 1]->entry->compressed_size;
+            if (order[i]->entry->local_header_offset < prev_end)
+                raise("npz", where, "members '", order[i - 1]->entry->name, "' and '", order[i]->entry->name,
+                      "' overlap (local header at offset ", order[i]->entry->local_header_offset,
+                      " is inside the previous member, which ends at ", prev_end, ")");
+        }
+    }
+    parsed_npz out;
+    for (const member_span& m : members) {
+        const zip_entry& e = *m.entry;
+        const std::string& member = m.member;
+        const std::uint64_t off = m.data_offset;
         const auto raw = file.subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(e.compressed_size));
         parsed_npy parsed;
         if (e.method == zip::method_stored) {
@@ -157,7 +166,7 @@ struct parsed_npz {
             parsed.view.file_offset = 0;
             if (!parsed.view.owner) parsed.view.owner = std::move(buf);
         }
-        parsed.view.name = e.name.substr(0, e.name.size() - suffix.size());
+        parsed.view.name = e.name.substr(0, e.name.size() - 4);
         out.tensors.push_back(std::move(parsed.view));
         out.fortran_order.push_back(parsed.fortran_order);
     }

@@ -181,22 +181,15 @@ struct tensor_plan {
 
 namespace detail {
 
-[[nodiscard]] inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-[[nodiscard]] inline bool contains(std::string_view s, std::string_view part) noexcept {
-    return s.find(part) != std::string_view::npos;
-}
-
 /// Role of a Hugging Face Llama-family parameter from its name and shape.
 [[nodiscard]] inline tensor_role classify(const tensor_view& t, bool known_architecture) {
     const std::string_view n = t.name;
-    if (t.ndim() != 2 || !ends_with(n, ".weight")) return tensor_role::kept_float;
-    if (contains(n, "embed_tokens")) return tensor_role::embedding;
+    if (t.ndim() != 2 || !n.ends_with(".weight")) return tensor_role::kept_float;
+    if (n.find("embed_tokens") != std::string_view::npos) return tensor_role::embedding;
     if (n == "lm_head.weight") return tensor_role::head;
-    if (contains(n, "self_attn.") && contains(n, "_proj")) return tensor_role::attention;
-    if (contains(n, "mlp.") && contains(n, "_proj")) return tensor_role::ffn;
-    if (contains(n, "norm")) return tensor_role::kept_float;
+    if (n.find("self_attn.") != std::string_view::npos && n.find("_proj") != std::string_view::npos) return tensor_role::attention;
+    if (n.find("mlp.") != std::string_view::npos && n.find("_proj") != std::string_view::npos) return tensor_role::ffn;
+    if (n.find("norm") != std::string_view::npos) return tensor_role::kept_float;
     return known_architecture ? tensor_role::kept_float : tensor_role::other_matrix;
 }
 

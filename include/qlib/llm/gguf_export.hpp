@@ -315,7 +315,7 @@ struct gguf_export_plan {
 
 // --- metadata -----------------------------------------------------------------------------------
 
-/// Writes general.*, <arch>.* and tokenizer.* keys. `file_type` is general.file_type (gguf_file_type()).
+/// Writes general.*, `<arch>.*` and tokenizer.* keys. `file_type` is general.file_type (gguf_file_type()).
 inline void write_gguf_metadata(gguf_writer& w, const gguf_export_plan& plan, const tokenizer& tok,
                                 std::uint32_t file_type) {
     const model_config& c = plan.config;
