@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 scripts/install-deps.sh
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQLIB_SANITIZE=thread -DQLIB_BUILD_BENCHMARKS=OFF \
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DQLIB_SANITIZE=thread -DQLIB_BUILD_BENCHMARKS=OFF \
   >/dev/null
 wanted=(test_thread_pool test_kernels test_convert "$@")
 tests=()

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -41,6 +42,15 @@ inline void write_bytes(const std::filesystem::path& p, std::string_view bytes) 
 inline std::string read_bytes(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
+}
+
+/// n normally distributed values (deterministic for a seed).
+inline std::vector<float> gaussian(std::size_t n, float sd, unsigned seed, float mean = 0.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(mean, sd);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
 }
 
 /// Runs a shell command, returns its exit status (Debian's python3 with numpy is /usr/bin/python3).

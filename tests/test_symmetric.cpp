@@ -16,13 +16,7 @@ namespace {
 
 using namespace qlib;
 
-std::vector<float> gaussian(std::size_t n, float sd, unsigned seed, float mean = 0.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(mean, sd);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
+using qlib_test::gaussian;
 
 quant_config sym_cfg(int bits, int group, bool zp = false) {
     quant_config c;

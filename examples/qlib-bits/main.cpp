@@ -288,10 +288,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "qlib-bits: %s\n", e.what());
-        return 1;
-    }
+    return qlib::run_tool("qlib-bits", [&] { return run(argc, argv); });
 }

@@ -63,9 +63,7 @@ void print_summary(const qlib::conversion_summary& s) {
     std::fprintf(stderr, "\n");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
+int convert(int argc, char** argv) {
     qlib::cli_args args(argc, argv);
     if (args.flag("--help") || args.flag("-h") || argc == 1) {
         std::fputs(usage, argc == 1 ? stderr : stdout);
@@ -91,7 +89,10 @@ int main(int argc, char** argv) try {
     print_summary(summary);
     if (report) qlib::write_report(*report, summary);
     return 0;
-} catch (const std::exception& e) {
-    std::fprintf(stderr, "qlib-convert: %s\n", e.what());
-    return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return qlib::run_tool("qlib-convert", [&] { return convert(argc, argv); });
 }

@@ -2,6 +2,8 @@
 // A small command-line reader for qlib's tools: options are looked up by name (consuming them),
 // and finish() rejects whatever was not recognised, so a typo never passes silently.
 #include <charconv>
+#include <cstdio>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,5 +92,20 @@ private:
     std::vector<std::string> tokens_;
     std::vector<bool> used_;
 };
+
+/// Runs a tool's body and maps failures to exit codes: 2 for bad arguments, 1 for any other error,
+/// each reported as one line on stderr prefixed with the tool's name.
+template <class Body>
+int run_tool(const char* name, Body&& body) noexcept {
+    try {
+        return body();
+    } catch (const argument_error& e) {
+        std::fprintf(stderr, "%s: %s\n", name, e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", name, e.what());
+        return 1;
+    }
+}
 
 }  // namespace qlib
