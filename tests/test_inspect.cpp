@@ -1,0 +1,49 @@
+// qlib-inspect as a user runs it: text and JSON listings of a model directory and an NPZ, and a
+// one-line error with a non-zero exit on a bad file.
+#include <catch2/catch.hpp>
+
+#include "qlib/io/npz_writer.hpp"
+#include "test_support.hpp"
+
+namespace {
+const std::filesystem::path exe = qlib_test::binary_dir() / "examples" / "qlib-inspect" / "qlib-inspect";
+}
+
+TEST_CASE("qlib-inspect lists a model directory and an NPZ, as text and as JSON", "[inspect][cli]") {
+    REQUIRE(std::filesystem::exists(exe));
+    qlib_test::temp_dir tmp("inspect");
+    const auto model = qlib_test::shared_dir() / "models" / "aidreams-260k";
+    REQUIRE(qlib_test::run(exe.string() + " " + model.string() + " > " + (tmp / "list.txt").string()) == 0);
+    CHECK(qlib_test::read_bytes(tmp / "list.txt").find("model.layers.3.mlp.down_proj.weight") != std::string::npos);
+
+    REQUIRE(qlib_test::run(exe.string() + " --json " + model.string() + " > " + (tmp / "list.json").string()) == 0);
+    const std::string check = "import json,sys\n"
+                              "a=json.load(open(sys.argv[1]))\n"
+                              "t={x['name']:x for x in a}\n"
+                              "e=t['model.embed_tokens.weight']\n"
+                              "assert e['dtype']=='F32' and e['shape']==[512,64] and e['nbytes']==512*64*4, e\n"
+                              "assert all(set(x)>={'name','dtype','shape','offset','nbytes'} for x in a)\n";
+    qlib_test::write_bytes(tmp / "check.py", check);
+    CHECK(qlib_test::run("/usr/bin/python3 " + (tmp / "check.py").string() + " " + (tmp / "list.json").string()) == 0);
+
+    std::vector<std::int8_t> q(6, 3);
+    qlib::npz_writer npz(tmp / "w.npz");
+    npz.add("w_q", qlib::dtype::i8, {2, 3}, std::as_bytes(std::span(q)));
+    npz.finish();
+    REQUIRE(qlib_test::run(exe.string() + " --json " + (tmp / "w.npz").string() + " > " + (tmp / "npz.json").string()) == 0);
+    const auto npz_json = qlib_test::read_bytes(tmp / "npz.json");
+    CHECK(npz_json.find("\"name\":\"w_q\"") != std::string::npos);
+    CHECK(npz_json.find("\"dtype\":\"I8\"") != std::string::npos);
+}
+
+TEST_CASE("qlib-inspect fails with one line naming the file on a corrupt input", "[inspect][cli]") {
+    REQUIRE(std::filesystem::exists(exe));
+    qlib_test::temp_dir tmp("inspect-bad");
+    qlib_test::write_bytes(tmp / "bad.safetensors", std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10));
+    const int status = qlib_test::run(exe.string() + " " + (tmp / "bad.safetensors").string() + " 2> " +
+                                      (tmp / "err.txt").string());
+    CHECK(status != 0);
+    const auto err = qlib_test::read_bytes(tmp / "err.txt");
+    CHECK(err.find("bad.safetensors") != std::string::npos);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+}
