@@ -422,6 +422,9 @@ struct affine_kernels {
 
     /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
     /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
+    /// Software prefetch distance in rows: a tile interleaves R row streams, which the hardware
+    /// prefetcher follows poorly; fetching PF rows ahead brings decode near the DRAM read rate.
+    static constexpr int PF = 8;
     template <int R, int T>
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
@@ -440,7 +443,9 @@ struct affine_kernels {
                     dl[t] = _mm512_loadu_ps(a.lane_scales(t0 + t) + 16 * c);
                 }
                 for (int i = 0; i < R; ++i) {
-                    const __m512i q = kernels::unpack64<B>(w + i * rb + static_cast<std::size_t>(c * 8 * B), Half);
+                    const std::byte* p = w + i * rb + static_cast<std::size_t>(c * 8 * B);
+                    _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                    const __m512i q = kernels::unpack64<B>(p, Half);
                     const __m512 two = _mm512_maskz_loadu_ps(Half ? 1 : 3, s + i * ng + 2 * c);
                     const __m512 sv =
                         _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), two);
@@ -464,8 +469,9 @@ struct affine_kernels {
                     __m512i dot[T];
                     for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
                     for (int k = 0; k < CPG; ++k) {
-                        const __m512i q =
-                            kernels::unpack64<B>(w + i * rb + static_cast<std::size_t>((g * G + 64 * k) * B / 8));
+                        const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 64 * k) * B / 8);
+                        _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                        const __m512i q = kernels::unpack64<B>(p);
                         for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], q, xq[k][t]);
                     }
                     for (int t = 0; t < T; ++t)
@@ -502,6 +508,12 @@ struct affine_kernels {
         float* s = sc.data();
         float* b = s + RT * ng;
         auto rows_by = [&]<int R>(std::int64_t r, std::integral_constant<int, R>) {
+            // The scales and biases are two more streams the hardware prefetcher does not follow well.
+            const std::size_t pb = static_cast<std::size_t>((r + PF) * ng) * es, pn = static_cast<std::size_t>(R * ng) * es;
+            for (std::size_t o = 0; o < pn; o += 64) {
+                _mm_prefetch(reinterpret_cast<const char*>(m.scales + pb + o), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(m.biases + pb + o), _MM_HINT_T0);
+            }
             kernels::convert_to_f32(m.scales + static_cast<std::size_t>(r * ng) * es, m.scales_type, s,
                                     static_cast<std::size_t>(R * ng));
             kernels::convert_to_f32(m.biases + static_cast<std::size_t>(r * ng) * es, m.scales_type, b,
