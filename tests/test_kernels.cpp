@@ -15,6 +15,7 @@
 #include "qlib/quant/bitpack.hpp"
 #include "qlib/quant/dispatch.hpp"
 #include "qlib/quant/metrics.hpp"
+#include "test_support.hpp"
 
 using namespace qlib;
 
@@ -199,6 +200,22 @@ TEST_CASE("error metrics") {
     CHECK(m.cosine == Approx(14.0 / std::sqrt(14.0 * 15.0)));
     CHECK(compare(std::vector<float>{0, 0}, std::vector<float>{0, 0}).cosine == 1.0);
     CHECK_THROWS_AS(compare(ref, std::vector<float>{1.0f}), argument_error);
+}
+
+TEST_CASE("error metrics: SIMD sums match the double reference") {
+    for (const std::size_t n : {std::size_t{1}, std::size_t{15}, std::size_t{1024}, std::size_t{1025}, std::size_t{70001}}) {
+        const std::vector<float> ref = qlib_test::gaussian(n, 1.0f, 7);
+        std::vector<float> app = ref;
+        for (std::size_t i = 0; i < n; ++i) app[i] += 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+        error_accumulator simd, scalar;
+        simd.add(ref, app);
+        scalar.add_ref(ref, app);
+        const auto a = simd.result(), b = scalar.result();
+        CHECK(a.rmse == Approx(b.rmse).epsilon(1e-5));
+        CHECK(a.max_abs == b.max_abs);
+        CHECK(a.sqnr_db == Approx(b.sqnr_db).epsilon(1e-5));
+        CHECK(a.cosine == Approx(b.cosine).epsilon(1e-6));
+    }
 }
 
 QLIB_SIMD_DIAGNOSTICS_END

@@ -28,7 +28,17 @@ struct q8_activation {
     /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
     std::vector<float> lane_d;
 
+    /// Optional second order for 4-bit weights (build_nibble_order): each 128-value chunk c as its 64
+    /// even positions, then its 64 odd ones -- the codes in the low and high nibbles of the chunk's
+    /// 64 packed bytes, so the weights need no shuffle. lane_d4 [n, stride4/128, 16]: lane l of chunk
+    /// c holds d of the block containing value 128c + 8l, the codes vpdpbusd sums into int32 lane l.
+    std::int64_t stride4 = 0;      // cols rounded up to 128; 0 when not built
+    std::vector<std::int8_t> q4;   // [n, stride4]
+    std::vector<float> lane_d4;    // [n, stride4/8]
+
     [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
+    [[nodiscard]] const std::int8_t* codes4(std::int64_t i) const noexcept { return q4.data() + i * stride4; }
+    [[nodiscard]] const float* lane_scales4(std::int64_t i) const noexcept { return lane_d4.data() + i * (stride4 / 8); }
     [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * (stride / block); }
     [[nodiscard]] const float* lane_scales(std::int64_t i) const noexcept { return lane_d.data() + i * (stride / 4); }
 
@@ -40,6 +50,7 @@ struct q8_activation {
         q.assign(static_cast<std::size_t>(n * stride), 0);
         d.assign(static_cast<std::size_t>(n * stride / block), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
+        stride4 = 0;
     }
 };
 
@@ -97,6 +108,30 @@ void quantize_activation_impl(const float* x, std::int64_t n, std::int64_t cols,
 /// divides cols.
 inline void quantize_activation(const float* x, std::int64_t n, std::int64_t cols, std::int64_t block, q8_activation& a) {
     detail::quantize_activation_impl<false>(x, n, cols, block, a);
+}
+
+/// Adds the 4-bit kernels' order (q8_activation::q4, lane_d4) to quantized activations. O(n*cols),
+/// small next to any product it serves.
+inline void build_nibble_order(q8_activation& a) {
+    a.stride4 = (a.cols + 127) / 128 * 128;
+    a.q4.assign(static_cast<std::size_t>(a.n * a.stride4), 0);
+    a.lane_d4.assign(static_cast<std::size_t>(a.n * a.stride4 / 8), 0.0f);
+    for (std::int64_t t = 0; t < a.n; ++t) {
+        const std::int8_t* src = a.codes(t);
+        std::int8_t* dst = a.q4.data() + t * a.stride4;
+        float* ld = a.lane_d4.data() + t * (a.stride4 / 8);
+        for (std::int64_t c = 0; c < a.stride4 / 128; ++c) {
+            for (std::int64_t j = 0; j < 64; ++j)
+                for (std::int64_t odd = 0; odd < 2; ++odd) {
+                    const std::int64_t v = 128 * c + 2 * j + odd;
+                    dst[128 * c + 64 * odd + j] = v < a.cols ? src[v] : 0;
+                }
+            for (std::int64_t l = 0; l < 16; ++l) {
+                const std::int64_t v = 128 * c + 8 * l;
+                ld[16 * c + l] = v < a.cols ? a.scales(t)[v / a.block] : 0.0f;
+            }
+        }
+    }
 }
 
 /// Scalar reference of quantize_activation (bit-identical).

@@ -486,6 +486,56 @@ struct affine_kernels {
                     _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
     }
 
+    /// 4-bit tile over the nibble order of a (q8_activation::q4): 64 packed bytes hold 128 codes, the
+    /// even positions in the low nibbles and the odd ones in the high nibbles, so two masks and a shift
+    /// replace the byte shuffles of unpack64. int32 lane l sums codes [128c + 8l, +8), inside one group.
+    template <int R, int T>
+    static void tile_q4(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                        std::int64_t ystride, std::int64_t r) {
+        static_assert(B == 4, "tile_q4: 4-bit weights only");
+        constexpr int GPC = 128 / G;  // groups per 128-code chunk
+        alignas(64) static constexpr auto lane_group = [] {
+            std::array<std::int32_t, 16> g{};
+            for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
+            return g;
+        }();
+        const std::int64_t ng = cols / G;
+        const __m512i gidx = _mm512_load_si512(lane_group.data()), low = _mm512_set1_epi8(0x0F);
+        __m512 acc[R][T];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm512_setzero_ps();
+        auto chunk = [&](std::int64_t c, __mmask64 bytes) {
+            __m512i xe[T], xo[T];
+            __m512 dl[T];
+            for (int t = 0; t < T; ++t) {
+                xe[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c);
+                xo[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c + 64);
+                dl[t] = _mm512_loadu_ps(a.lane_scales4(t0 + t) + 16 * c);
+            }
+            const std::int64_t g0 = c * GPC;
+            const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - g0)) - 1u);
+            for (int i = 0; i < R; ++i) {
+                const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
+                _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                const __m512i v = bytes == ~__mmask64{0} ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes, p);
+                const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                const __m512 sv = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + g0));
+                for (int t = 0; t < T; ++t) {
+                    const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe[t]), hi, xo[t]);
+                    acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dl[t], sv), acc[i][t]);
+                }
+            }
+        };
+        const std::int64_t full = cols / 128;
+        for (std::int64_t c = 0; c < full; ++c) chunk(c, ~__mmask64{0});
+        if (cols % 128 != 0) chunk(full, (__mmask64{1} << (cols % 128 / 2)) - 1);
+        for (int i = 0; i < R; ++i)
+            for (int t = 0; t < T; ++t)
+                y[(t0 + t) * ystride + r + i] =
+                    _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
+    }
+
     /// sum_i a[i]*b[i].
     static float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
         __m512 acc = _mm512_setzero_ps();
@@ -498,7 +548,8 @@ struct affine_kernels {
         return _mm512_reduce_add_ps(acc);
     }
 
-    /// y[t*ystride + r] for all tokens of a and rows [r0, r1).
+    /// y[t*ystride + r] for all tokens of a and rows [r0, r1). 4-bit weights use the nibble-order kernel
+    /// when a carries that order (prepare builds it), else the shuffle kernel.
     static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
                           std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
         constexpr int RT = 4;  // rows per tile
@@ -519,12 +570,17 @@ struct affine_kernels {
             kernels::convert_to_f32(m.biases + static_cast<std::size_t>(r * ng) * es, m.scales_type, b,
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
+            auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
+                if constexpr (B == 4)
+                    if (a.stride4 != 0) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+            };
             std::int64_t t = 0;
-            for (; t + 4 <= a.n; t += 4) tile_q8<R, 4>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+            for (; t + 4 <= a.n; t += 4) tile(t, std::integral_constant<int, 4>{});
             switch (a.n - t) {
-                case 3: tile_q8<R, 3>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
-                case 2: tile_q8<R, 2>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
-                case 1: tile_q8<R, 1>(w, rb, s, b, cols, a, xsum, t, y, ystride, r); break;
+                case 3: tile(t, std::integral_constant<int, 3>{}); break;
+                case 2: tile(t, std::integral_constant<int, 2>{}); break;
+                case 1: tile(t, std::integral_constant<int, 1>{}); break;
                 default: break;
             }
         };
@@ -551,6 +607,7 @@ struct affine_kernels {
     static const prepared_activation& prepare(const float* x, std::int64_t n, std::int64_t cols) {
         thread_local prepared_activation p;
         kernels::quantize_activation(x, n, cols, act_block, p.act);
+        if constexpr (B == 4 && has_int8_kernels) kernels::build_nibble_order(p.act);
         p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
         for (std::int64_t t = 0; t < n; ++t) group_sums(x + t * cols, cols, p.xsum.data() + t * (cols / G));
         return p;

@@ -133,8 +133,9 @@ inline void validate(const quant_config& cfg, std::int64_t rows, std::int64_t co
     return out;
 }
 
-/// Quantizes a 2-D f32/f16/bf16 tensor (any alignment).
-[[nodiscard]] inline quantized_tensor quantize(const tensor_view& w, const quant_config& cfg) {
+/// The values of a 2-D f32/f16/bf16 weight as f32 (any alignment, one vectorized pass), after
+/// checking that it can be quantized.
+[[nodiscard]] inline std::vector<float> quantizable_f32(const tensor_view& w) {
     if (w.ndim() != 2)
         detail::raise<argument_error>("quant", w.name, "expected a 2-D weight, got shape ", shape_string(w.shape));
     if (w.type != dtype::f32 && w.type != dtype::f16 && w.type != dtype::bf16)
@@ -143,12 +144,22 @@ inline void validate(const quant_config& cfg, std::int64_t rows, std::int64_t co
     if (w.numel() < 0 || static_cast<std::uint64_t>(w.numel()) * dtype_size(w.type) != w.nbytes())
         detail::raise<format_error>("quant", w.name, "shape ", shape_string(w.shape), " does not match its ",
                                     w.nbytes(), " bytes");
-    const std::vector<float> f = float_weights_to_f32(w);
+    return float_weights_to_f32(w);
+}
+
+/// Quantizes f, the values of w from quantizable_f32 (callers that also need them, e.g. to measure
+/// the error, convert once); errors name w.
+[[nodiscard]] inline quantized_tensor quantize(const tensor_view& w, std::span<const float> f, const quant_config& cfg) {
     try {
-        return quantize(std::span<const float>(f), w.dim(0), w.dim(1), cfg);
+        return quantize(f, w.dim(0), w.dim(1), cfg);
     } catch (const format_error& e) {
         throw format_error(detail::cat(e.what(), " (tensor '", w.name, "')"));
     }
+}
+
+/// Quantizes a 2-D f32/f16/bf16 tensor (any alignment).
+[[nodiscard]] inline quantized_tensor quantize(const tensor_view& w, const quant_config& cfg) {
+    return quantize(w, quantizable_f32(w), cfg);
 }
 
 /// Dequantizes rows [r0, r1) to f32: out[(r - r0)*cols + c].

@@ -818,11 +818,19 @@ struct ggml_q6_K {
 template <class P, int NT>
 void dot_tile(const typename P::block* row, std::int64_t cols, const typename P::act* const* ys, float* out) noexcept {
 #if defined(__AVX2__)
-    __m256 acc[NT];
-    float sacc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps(), sacc[t] = 0.0f;
-    for (std::int64_t b = 0; b < cols / P::elems; ++b) P::template dot<NT>(row[b], ys, b, acc, sacc);
-    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) + sacc[t];
+    // Two accumulator sets (even and odd blocks): with few activation rows a single FMA chain per
+    // row would bound the loop by FMA latency rather than by decoding.
+    __m256 acc[2][NT];
+    float sacc[2][NT];
+    for (int t = 0; t < NT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps(), sacc[0][t] = sacc[1][t] = 0.0f;
+    const std::int64_t nb = cols / P::elems;
+    std::int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        P::template dot<NT>(row[b], ys, b, acc[0], sacc[0]);
+        P::template dot<NT>(row[b + 1], ys, b + 1, acc[1], sacc[1]);
+    }
+    if (b < nb) P::template dot<NT>(row[b], ys, b, acc[0], sacc[0]);
+    for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[0][t], acc[1][t])) + (sacc[0][t] + sacc[1][t]);
 #else
     for (int t = 0; t < NT; ++t) out[t] = P::dot_ref(cols, row, ys[t]);
 #endif
