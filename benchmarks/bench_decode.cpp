@@ -4,10 +4,13 @@
 //   qlib-gen-model --shape tinyllama-1.1b --dtype f32 --out /tmp/tinyllama
 // and converted with qlib-convert -q --q-bits 4 / --q-mode q4_0 --format gguf ...). Without it a small
 // random Llama (8 layers, dim 512) is generated in a temporary directory, so the binary runs anywhere.
+// Decode counters: GB/s = bytes a token reads (model::bytes_per_token) x tok/s; of_read = that over
+// a streaming read of as many bytes by as many threads, measured in the same run.
 #include <benchmark/benchmark.h>
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "qlib/core/spin_pool.hpp"
 #include "qlib/llm/model.hpp"
 #include "qlib/llm/random_model.hpp"
@@ -61,14 +65,19 @@ void BM_decode(benchmark::State& state) {
     qlib::session s(m, pool, 512);
     const std::int64_t V = m.config().vocab_size;
     std::int64_t i = 0;
+    const auto t0 = std::chrono::steady_clock::now();
     for (auto _ : state) {
         if (s.position() >= 256) s.reset();
         const std::int32_t t = token(i++, V);
         benchmark::DoNotOptimize(s.forward(std::span(&t, 1)).data());
     }
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-    state.counters["GB/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(m.weight_bytes()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+    state.counters["GB/s"] = benchmark::Counter(
+        static_cast<double>(state.iterations()) * static_cast<double>(m.bytes_per_token()) / 1e9, benchmark::Counter::kIsRate);
+    // The fraction of the bandwidth limit: a streaming read of as many bytes by as many threads.
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    state.counters["of_read"] = static_cast<double>(state.iterations()) * static_cast<double>(m.bytes_per_token()) / secs / 1e9 /
+                                qlib_bench::read_gbps(m.bytes_per_token(), static_cast<unsigned>(state.range(0)));
     state.SetLabel(m.storage_summary());
 }
 

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "qlib/core/spin_pool.hpp"
 #include "qlib/quant/dispatch.hpp"
 
@@ -76,36 +77,6 @@ void BM_affine_dequantize(benchmark::State& st) {
     st.SetBytesProcessed(st.iterations() * rows * cols * 4);
 }
 
-/// Wall-clock GB/s of streaming-reading `bytes` with `threads` threads (each sums its share): the
-/// bandwidth ceiling the products are compared with. Measured once per (bytes, threads).
-double read_gbps(std::size_t bytes, unsigned threads) {
-    static std::map<std::pair<std::size_t, unsigned>, double> cache;
-    auto& v = cache[{bytes, threads}];
-    if (v != 0.0) return v;
-    std::vector<float> buf(bytes / 4, 1.0f);
-    spin_pool pool(threads);
-    std::vector<float> sink(threads);
-    double best = 1e30;
-    for (int rep = 0; rep < 20; ++rep) {
-        const auto t0 = std::chrono::steady_clock::now();
-        pool.parallel_for(buf.size(), 1024, [&](std::size_t b, std::size_t e, unsigned t) {
-            constexpr std::size_t W = kernels::fwidth;
-            kernels::fbatch a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-            std::size_t i = b;
-            for (; i + 4 * W <= e; i += 4 * W) {
-                a0 += kernels::load_f32(buf.data() + i);
-                a1 += kernels::load_f32(buf.data() + i + W);
-                a2 += kernels::load_f32(buf.data() + i + 2 * W);
-                a3 += kernels::load_f32(buf.data() + i + 3 * W);
-            }
-            sink[t] = kernels::reduce_add((a0 + a1) + (a2 + a3));
-        });
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    benchmark::DoNotOptimize(sink.data());
-    return v = static_cast<double>(bytes) / best / 1e9;
-}
-
 enum class activations { int8, f32 };
 
 /// n = 1: matvec; n > 1: matmul of n tokens. Rows are split over a spin_pool as qlib-run does.
@@ -132,7 +103,7 @@ void run_product(benchmark::State& st, const quant_config& cfg, std::int64_t row
     st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(q.stored_bytes()));
     st.counters["bpw"] = q.bits_per_weight();
     st.counters["wall_GBps"] = gbps;
-    st.counters["of_read"] = gbps / read_gbps(q.stored_bytes(), threads);
+    st.counters["of_read"] = gbps / qlib_bench::read_gbps(q.stored_bytes(), threads);
     if (n > 1) st.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(n) * static_cast<double>(st.iterations()) / secs);
 }
 void run_matvec(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads) {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <string>
@@ -113,9 +114,9 @@ inline quantized_tensor quantize_parallel(const tensor_view& t, const quant_conf
             prefault(part.data);
             const std::vector<float> w = quantizable_f32(part);
             parts[b] = quantize(part, w, c);
-            std::vector<float> back(w.size());
-            dequantize_rows(view_of(parts[b]), 0, r1 - r0, back.data());
-            sums[b].add(w, back);
+            const std::unique_ptr<float[]> back(new float[w.size()]);  // fully written: no zeroing
+            dequantize_rows(view_of(parts[b]), 0, r1 - r0, back.get());
+            sums[b].add(w, std::span<const float>(back.get(), w.size()));
         }
     });
     error_accumulator total;

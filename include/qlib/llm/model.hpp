@@ -80,8 +80,13 @@ public:
     [[nodiscard]] bool rope_interleaved() const noexcept { return rope_interleaved_; }
     /// Per-frequency RoPE divisors from a GGUF rope_freqs tensor (empty: the config's scaling).
     [[nodiscard]] std::span<const float> rope_freq_factors() const noexcept { return rope_factors_; }
-    /// Bytes of weight data the forward pass reads per token (all matrices and vectors).
+    /// Bytes of all weight data (matrices and vectors).
     [[nodiscard]] std::uint64_t weight_bytes() const noexcept { return weight_bytes_; }
+    /// Bytes a decoded token reads: all weights but the embedding table, of which it reads one row
+    /// (unless the table is also the LM head). The numerator of decode's bandwidth fraction.
+    [[nodiscard]] std::uint64_t bytes_per_token() const noexcept {
+        return head_.weight == embed_.weight ? weight_bytes_ : weight_bytes_ - embed_bytes_;
+    }
     /// "affine 4-bit g64 x 154, f32 x 2": how the matrices are stored.
     [[nodiscard]] std::string storage_summary() const {
         std::map<std::string, int> counts;
@@ -111,6 +116,7 @@ private:
     std::vector<float> norm_, rope_factors_;
     bool rope_interleaved_ = false;
     std::uint64_t weight_bytes_ = 0;
+    std::uint64_t embed_bytes_ = 0;
     std::shared_ptr<const void> source_;                   // the open file(s) the views point into
     std::vector<std::unique_ptr<std::byte[]>> copies_;     // --no-mmap copies
     std::map<const std::byte*, const std::byte*> copied_;  // mapping address -> copy (tied weights once)
@@ -151,7 +157,9 @@ private:
         const auto& c = cfg_;
         const std::int64_t d = c.hidden_size, f = c.intermediate_size;
 
+        const std::uint64_t before = weight_bytes_;
         embed_ = load_matrix(w, "model.embed_tokens", c.vocab_size, d);
+        embed_bytes_ = weight_bytes_ - before;
         const bool has_head = w.find("lm_head.weight") != nullptr;
         if (c.tie_word_embeddings || !has_head) {
             if (!c.tie_word_embeddings)
@@ -315,7 +323,9 @@ private:
         // rotate-half order. Attention scores are the same either way once RoPE pairs match the rows.
         m.rope_interleaved_ = c.model_type == "llama";
         const std::int64_t d = c.hidden_size, f = c.intermediate_size;
+        const std::uint64_t before = m.weight_bytes_;
         m.embed_ = m.gguf_matrix(*g, "token_embd.weight", c.vocab_size, d);
+        m.embed_bytes_ = m.weight_bytes_ - before;
         if (g->find_tensor("output.weight")) {
             m.head_ = m.gguf_matrix(*g, "output.weight", c.vocab_size, d);
             m.cfg_.tie_word_embeddings = false;

@@ -71,6 +71,17 @@ void with_family(const quant_config& cfg, F&& f);
 
 }  // namespace detail
 
+// quantize, dequantize_rows, matvec and matmul instantiate every family's kernels (hundreds of SIMD
+// functions): most of the compile time of any file that includes this header. A program made of many
+// translation units can compile them once: define QLIB_SEPARATE_KERNELS in all of them, and in exactly
+// one also QLIB_KERNELS_IMPLEMENTATION (qlib's own tests, examples and benchmarks do this). By default
+// they are ordinary inline functions and nothing else is needed.
+#if defined(QLIB_SEPARATE_KERNELS)
+#define QLIB_KERNEL_ENTRY
+#else
+#define QLIB_KERNEL_ENTRY inline
+#endif
+
 /// True when some family implements cfg (scheme x bits x group x options x scale dtype).
 [[nodiscard]] inline bool is_supported(const quant_config& cfg) noexcept {
     bool ok = false;
@@ -122,16 +133,8 @@ inline void validate(const quant_config& cfg, std::int64_t rows, std::int64_t co
 }
 
 /// Quantizes a row-major f32 [rows, cols] matrix.
-[[nodiscard]] inline quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
-                                               const quant_config& cfg) {
-    validate(cfg, rows, cols);
-    if (static_cast<std::uint64_t>(w.size()) != static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(cols))
-        detail::raise<argument_error>("quant", "quantize", "buffer holds ", w.size(), " values, shape [", rows, ", ",
-                                      cols, "] needs ", rows * cols);
-    quantized_tensor out;
-    detail::with_family(cfg, [&]<class Fam>(std::type_identity<Fam>) { out = Fam::quantize(w, rows, cols, cfg); });
-    return out;
-}
+[[nodiscard]] QLIB_KERNEL_ENTRY quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
+                                                          const quant_config& cfg);
 
 /// The values of a 2-D f32/f16/bf16 weight as f32 (any alignment, one vectorized pass), after
 /// checking that it can be quantized.
@@ -163,9 +166,7 @@ inline void validate(const quant_config& cfg, std::int64_t rows, std::int64_t co
 }
 
 /// Dequantizes rows [r0, r1) to f32: out[(r - r0)*cols + c].
-inline void dequantize_rows(const qmatrix_view& q, std::int64_t r0, std::int64_t r1, float* out) {
-    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::dequantize_rows(q, r0, r1, out); });
-}
+QLIB_KERNEL_ENTRY void dequantize_rows(const qmatrix_view& q, std::int64_t r0, std::int64_t r1, float* out);
 
 /// Dequantizes the whole matrix to f32, f16 or bf16 (row-major [rows, cols]).
 inline void dequantize(const qmatrix_view& q, dtype out_type, std::byte* out) {
@@ -186,14 +187,11 @@ inline void dequantize(const qmatrix_view& q, dtype out_type, std::byte* out) {
 }
 
 /// y[r] = W[r, :] . x for r in [r0, r1). Thread-safe on disjoint row ranges.
-inline void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matvec(q, x, y, r0, r1); });
-}
+QLIB_KERNEL_ENTRY void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1);
 
 /// x [n, cols] -> y [n, rows] for output rows [r0, r1): y[i*rows + r] = W[r, :] . x[i, :].
-inline void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
-    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matmul(q, x, n, y, r0, r1); });
-}
+QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0,
+                              std::int64_t r1);
 
 /// Scheme "none" over f32/f16/bf16 weights as stored (e.g. memory-mapped, maybe unaligned).
 [[nodiscard]] inline qmatrix_view float_matrix(const tensor_view& w) {
@@ -217,6 +215,32 @@ inline void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float*
     v.scales_type = w.type;
     return v;
 }
+
+#if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_IMPLEMENTATION)
+QLIB_KERNEL_ENTRY quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
+                                            const quant_config& cfg) {
+    validate(cfg, rows, cols);
+    if (static_cast<std::uint64_t>(w.size()) != static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(cols))
+        detail::raise<argument_error>("quant", "quantize", "buffer holds ", w.size(), " values, shape [", rows, ", ",
+                                      cols, "] needs ", rows * cols);
+    quantized_tensor out;
+    detail::with_family(cfg, [&]<class Fam>(std::type_identity<Fam>) { out = Fam::quantize(w, rows, cols, cfg); });
+    return out;
+}
+
+QLIB_KERNEL_ENTRY void dequantize_rows(const qmatrix_view& q, std::int64_t r0, std::int64_t r1, float* out) {
+    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::dequantize_rows(q, r0, r1, out); });
+}
+
+QLIB_KERNEL_ENTRY void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matvec(q, x, y, r0, r1); });
+}
+
+QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0,
+                              std::int64_t r1) {
+    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matmul(q, x, n, y, r0, r1); });
+}
+#endif
 
 }  // namespace qlib
 QLIB_SIMD_DIAGNOSTICS_END
