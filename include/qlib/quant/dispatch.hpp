@@ -73,9 +73,10 @@ void with_family(const quant_config& cfg, F&& f);
 
 // quantize, dequantize_rows, matvec and matmul instantiate every family's kernels (hundreds of SIMD
 // functions): most of the compile time of any file that includes this header. A program made of many
-// translation units can compile them once: define QLIB_SEPARATE_KERNELS in all of them, and in exactly
-// one also QLIB_KERNELS_IMPLEMENTATION (qlib's own tests, examples and benchmarks do this). By default
-// they are ordinary inline functions and nothing else is needed.
+// translation units can compile them once: define QLIB_SEPARATE_KERNELS in all of them, and also
+// QLIB_KERNELS_QUANTIZE (quantize, dequantize_rows) in exactly one and QLIB_KERNELS_PRODUCTS (matvec,
+// matmul) in exactly one -- the same or another, so two cores can compile them (qlib's own tests,
+// examples and benchmarks do this). By default they are ordinary inline functions.
 #if defined(QLIB_SEPARATE_KERNELS)
 #define QLIB_KERNEL_ENTRY
 #else
@@ -216,7 +217,7 @@ QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_
     return v;
 }
 
-#if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_IMPLEMENTATION)
+#if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_QUANTIZE)
 QLIB_KERNEL_ENTRY quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
                                             const quant_config& cfg) {
     validate(cfg, rows, cols);
@@ -231,7 +232,9 @@ QLIB_KERNEL_ENTRY quantized_tensor quantize(std::span<const float> w, std::int64
 QLIB_KERNEL_ENTRY void dequantize_rows(const qmatrix_view& q, std::int64_t r0, std::int64_t r1, float* out) {
     detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::dequantize_rows(q, r0, r1, out); });
 }
+#endif
 
+#if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_PRODUCTS)
 QLIB_KERNEL_ENTRY void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
     detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matvec(q, x, y, r0, r1); });
 }
