@@ -170,6 +170,10 @@ TEMPLATE_TEST_CASE("ggml SIMD kernels match their scalar references", "[ggml][si
         CHECK(std::memcmp(w.data(), w2.data(), w.size() * sizeof(B)) == 0);
         run(quantize_row_q8_0_ref, dequantize_row_q8_0_ref, dequantize_row_q8_0, vec_dot_q8_0_q8_0_ref, vec_dot_q8_0_q8_0, a8);
     } else if constexpr (std::is_same_v<B, block_q4_K>) {
+        std::vector<B> w2(w.size());
+        quantize_row_q4_K_ref(x.data(), w2.data(), k);
+        quantize_row_q4_K(x.data(), w.data(), k);
+        CHECK(std::memcmp(w.data(), w2.data(), w.size() * sizeof(B)) == 0);
         run(quantize_row_q4_K_ref, dequantize_row_q4_K_ref, dequantize_row_q4_K, vec_dot_q4_K_q8_K_ref, vec_dot_q4_K_q8_K, ak);
     } else {
         run(quantize_row_q6_K_ref, dequantize_row_q6_K_ref, dequantize_row_q6_K, vec_dot_q6_K_q8_K_ref, vec_dot_q6_K_q8_K, ak);
@@ -178,6 +182,36 @@ TEMPLATE_TEST_CASE("ggml SIMD kernels match their scalar references", "[ggml][si
     CHECK(std::memcmp(d_ref.data(), d_simd.data(), k * sizeof(float)) == 0);
     // Dot: integer block sums are exact in both; only the f32 summation order differs.
     CHECK(std::fabs(dot_ref - dot_simd) <= 1e-5 * scale);
+}
+
+TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-blocks", "[ggml][simd]") {
+    // Per sub-block of 32: gaussian at several scales, all positive (min clamps to 0), constant (the
+    // search's early return), a single outlier, and near-duplicates that make candidate errors tie.
+    constexpr std::int64_t k = 256 * 64;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> x(k);
+    for (std::int64_t b = 0; b < k / 32; ++b) {
+        float* s = x.data() + b * 32;
+        const float sd = std::ldexp(1.0f, static_cast<int>(b % 9) - 6);
+        for (int i = 0; i < 32; ++i) {
+            switch (b % 6) {
+                case 0: s[i] = sd * g(rng); break;
+                case 1: s[i] = sd * std::fabs(g(rng)) + sd; break;
+                case 2: s[i] = sd; break;
+                case 3: s[i] = i == 7 ? 40.0f * sd : sd * g(rng); break;
+                case 4: s[i] = sd * static_cast<float>(i % 3); break;
+                default: s[i] = -sd * std::fabs(g(rng)); break;
+            }
+        }
+    }
+    std::vector<block_q4_K> a(k / 256), b(k / 256);
+    quantize_row_q4_K_ref(x.data(), a.data(), k);
+    quantize_row_q4_K(x.data(), b.data(), k);
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO("super-block " << i);
+        CHECK(std::memcmp(&a[i], &b[i], sizeof(block_q4_K)) == 0);
+    }
 }
 
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {

@@ -34,6 +34,12 @@
 QLIB_SIMD_DIAGNOSTICS_BEGIN
 
 namespace qlib {
+
+#if defined(__AVX2__)
+#define QLIB_GGML_HAVE_AVX2 true
+#else
+#define QLIB_GGML_HAVE_AVX2 false
+#endif
 namespace detail {
 
 [[nodiscard]] inline float h2f(ggml_half h) noexcept {
@@ -261,16 +267,121 @@ inline void quantize_row_q8_0_ref(const float* x, block_q8_0* y, std::int64_t k)
 
 namespace detail {
 
+#if defined(__AVX2__)
+/// make_qkx2_quants(32, nmax, ...) for the 8 sub-blocks of a q4_K super-block at once: lane j is
+/// sub-block j, x[i] / w[i] hold element i of every sub-block. Each lane performs the scalar function's
+/// operations in the same order with no contraction, so scales, mins and codes are bit-identical; the
+/// gain is that the 8 dependent summation chains run side by side instead of one after another.
+struct qkx2_x8 {
+    static __m256 nc(__m256 v) noexcept {  // a rounded product, kept out of FMA contraction
+        asm("" : "+x"(v));
+        return v;
+    }
+    static __m256 mul(__m256 a, __m256 b) noexcept { return nc(_mm256_mul_ps(a, b)); }
+    static __m256i nearest(__m256 f) noexcept {
+        const __m256i i = _mm256_castps_si256(_mm256_add_ps(nc(f), _mm256_set1_ps(12582912.f)));
+        return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+    }
+    static __m256i clamp(__m256i l, int nmax) noexcept {
+        return _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(_mm256_set1_epi32(nmax), l));
+    }
+    /// Weighted squared error of codes L under (scale, min), summed in element order.
+    static __m256 error(const __m256* x, const __m256* w, const __m256i* L, __m256 scale, __m256 min) noexcept {
+        __m256 e = _mm256_setzero_ps();
+        for (int i = 0; i < 32; ++i) {
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(mul(scale, _mm256_cvtepi32_ps(L[i])), min), x[i]);
+            diff = mul(diff, diff);
+            e = _mm256_add_ps(e, mul(w[i], diff));
+        }
+        return e;
+    }
+
+    /// Returns the scales; the_min = -min per lane; L[i] = codes of element i.
+    static __m256 run(const __m256* x, const __m256* w, int nmax, float rmin, float rdelta, int nstep, __m256i* L,
+                      __m256& the_min) noexcept {
+        __m256 min = x[0], max = x[0], sum_w = w[0], sum_x = mul(w[0], x[0]);
+        for (int i = 1; i < 32; ++i) {
+            min = _mm256_blendv_ps(min, x[i], _mm256_cmp_ps(x[i], min, _CMP_LT_OQ));
+            max = _mm256_blendv_ps(max, x[i], _mm256_cmp_ps(x[i], max, _CMP_GT_OQ));
+            sum_w = _mm256_add_ps(sum_w, w[i]);
+            sum_x = _mm256_add_ps(sum_x, mul(w[i], x[i]));
+        }
+        min = _mm256_blendv_ps(min, _mm256_setzero_ps(), _mm256_cmp_ps(min, _mm256_setzero_ps(), _CMP_GT_OQ));
+        const __m256 flat = _mm256_cmp_ps(max, min, _CMP_EQ_OQ);  // the scalar function returns early there
+        __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(nmax)), _mm256_sub_ps(max, min));
+        __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+        for (int i = 0; i < 32; ++i) L[i] = clamp(nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min))), nmax);
+        __m256 best = error(x, w, L, scale, min);
+        __m256i Laux[32];
+        for (int is = 0; is <= nstep; ++is) {
+            const float num = rmin + kernels::no_contract(rdelta * static_cast<float>(is)) + static_cast<float>(nmax);
+            iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(max, min));  // min moves with the best fit
+            __m256 sum_l = _mm256_setzero_ps(), sum_l2 = sum_l, sum_xl = sum_l;
+            for (int i = 0; i < 32; ++i) {
+                Laux[i] = clamp(nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min))), nmax);
+                const __m256 fl = _mm256_cvtepi32_ps(Laux[i]), wl = mul(w[i], fl);
+                sum_l = _mm256_add_ps(sum_l, wl);
+                sum_l2 = _mm256_add_ps(sum_l2, mul(wl, fl));
+                sum_xl = _mm256_add_ps(sum_xl, mul(wl, x[i]));
+            }
+            const __m256 D = _mm256_sub_ps(mul(sum_w, sum_l2), mul(sum_l, sum_l));
+            const __m256 ok = _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ);
+            if (_mm256_movemask_ps(ok) == 0) continue;
+            __m256 this_scale = _mm256_div_ps(_mm256_sub_ps(mul(sum_w, sum_xl), mul(sum_x, sum_l)), D);
+            __m256 this_min = _mm256_div_ps(_mm256_sub_ps(mul(sum_l2, sum_x), mul(sum_l, sum_xl)), D);
+            const __m256 pos = _mm256_cmp_ps(this_min, _mm256_setzero_ps(), _CMP_GT_OQ);
+            this_min = _mm256_blendv_ps(this_min, _mm256_setzero_ps(), pos);
+            this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
+            const __m256 cur = error(x, w, Laux, this_scale, this_min);
+            const __m256 take = _mm256_andnot_ps(flat, _mm256_and_ps(ok, _mm256_cmp_ps(cur, best, _CMP_LT_OQ)));
+            const __m256i take_i = _mm256_castps_si256(take);
+            for (int i = 0; i < 32; ++i) L[i] = _mm256_blendv_epi8(L[i], Laux[i], take_i);
+            best = _mm256_blendv_ps(best, cur, take);
+            scale = _mm256_blendv_ps(scale, this_scale, take);
+            min = _mm256_blendv_ps(min, this_min, take);
+        }
+        const __m256i flat_i = _mm256_castps_si256(flat);
+        for (int i = 0; i < 32; ++i) L[i] = _mm256_andnot_si256(flat_i, L[i]);
+        the_min = _mm256_xor_ps(min, _mm256_set1_ps(-0.0f));
+        return _mm256_blendv_ps(scale, _mm256_setzero_ps(), flat);
+    }
+};
+#endif
+
 /// quantize_row_q4_K_ref; `requantize` = false stops after the scale search and keeps its codes, which
 /// is what a llama.cpp build whose f16 -> f32 table was never initialised (every f16 decodes to 0)
 /// produces: the golden files were made that way, so the tests check the search through it.
-template <bool requantize>
+template <bool requantize, bool simd = false>
 void quantize_row_q4_K_impl(const float* x, block_q4_K* y, std::int64_t k) noexcept {
     std::uint8_t L[qk_k], Laux[32];
     float weights[32], mins[qk_k / 32], scales[qk_k / 32];
     for (std::int64_t i = 0; i < k / qk_k; ++i, x += qk_k) {
         float max_scale = 0, max_min = 0;
-        for (int j = 0; j < qk_k / 32; ++j) {
+#if defined(__AVX2__)
+        if constexpr (simd) {
+            // Sub-block j in lane j; weights as below, each lane summing in element order.
+            __m256 xt[32], wt[32];
+            __m256i Lt[32];
+            const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+            __m256 sum_x2 = _mm256_setzero_ps();
+            for (int l = 0; l < 32; ++l) {
+                xt[l] = _mm256_i32gather_ps(x + l, idx, 4);
+                sum_x2 = _mm256_add_ps(sum_x2, qkx2_x8::mul(xt[l], xt[l]));
+            }
+            const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.f)));
+            for (int l = 0; l < 32; ++l) wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), xt[l]));
+            __m256 m;
+            _mm256_storeu_ps(scales, qkx2_x8::run(xt, wt, 15, -1.f, 0.1f, 20, Lt, m));
+            _mm256_storeu_ps(mins, m);
+            alignas(32) std::int32_t codes[8];
+            for (int l = 0; l < 32; ++l) {
+                _mm256_store_si256(reinterpret_cast<__m256i*>(codes), Lt[l]);
+                for (int j = 0; j < 8; ++j) L[32 * j + l] = static_cast<std::uint8_t>(codes[j]);
+            }
+            for (int j = 0; j < qk_k / 32; ++j) max_scale = std::max(max_scale, scales[j]), max_min = std::max(max_min, mins[j]);
+        }
+#endif
+        for (int j = 0; j < qk_k / 32 && !(simd && QLIB_GGML_HAVE_AVX2); ++j) {
             const float* xs = x + 32 * j;
             float sum_x2 = 0;
             for (int l = 0; l < 32; ++l) sum_x2 += detail::mul(xs[l], xs[l]);
@@ -355,6 +466,11 @@ void quantize_row_q6_K_impl(const float* x, block_q6_K* y, std::int64_t k) noexc
 
 inline void quantize_row_q4_K_ref(const float* x, block_q4_K* y, std::int64_t k) noexcept {
     detail::quantize_row_q4_K_impl<true>(x, y, k);
+}
+/// SIMD q4_K quantizer, byte-identical to quantize_row_q4_K_ref (its scale search runs the 8
+/// sub-blocks of a super-block in parallel lanes).
+inline void quantize_row_q4_K(const float* x, block_q4_K* y, std::int64_t k) noexcept {
+    detail::quantize_row_q4_K_impl<true, true>(x, y, k);
 }
 inline void quantize_row_q6_K_ref(const float* x, block_q6_K* y, std::int64_t k) noexcept {
     detail::quantize_row_q6_K_impl<true>(x, y, k);
@@ -1036,6 +1152,7 @@ struct ggml_family {
                                                     r, ", column ", j, " (fix the checkpoint or keep this tensor unquantized)");
                 if constexpr (std::is_same_v<P, detail::ggml_q4_0>) quantize_row_q4_0(x, row.data(), cols);
                 else if constexpr (std::is_same_v<P, detail::ggml_q8_0>) quantize_row_q8_0(x, row.data(), cols);
+                else if constexpr (std::is_same_v<P, detail::ggml_q4_K>) quantize_row_q4_K(x, row.data(), cols);
                 else P::quantize_ref(x, row.data(), cols);
                 std::memcpy(c.bytes.data() + static_cast<std::size_t>(r) * rb, row.data(), rb);
             }
