@@ -34,12 +34,6 @@
 QLIB_SIMD_DIAGNOSTICS_BEGIN
 
 namespace qlib {
-
-#if defined(__AVX2__)
-#define QLIB_GGML_HAVE_AVX2 true
-#else
-#define QLIB_GGML_HAVE_AVX2 false
-#endif
 namespace detail {
 
 [[nodiscard]] inline float h2f(ggml_half h) noexcept {
@@ -268,18 +262,22 @@ inline void quantize_row_q8_0_ref(const float* x, block_q8_0* y, std::int64_t k)
 namespace detail {
 
 #if defined(__AVX2__)
+inline constexpr bool have_avx2 = true;
+
+template <class V>
+[[nodiscard]] inline V opaque(V v) noexcept {  // a rounded product, kept out of FMA contraction
+    asm("" : "+x"(v));
+    return v;
+}
+
 /// make_qkx2_quants(32, nmax, ...) for the 8 sub-blocks of a q4_K super-block at once: lane j is
 /// sub-block j, x[i] / w[i] hold element i of every sub-block. Each lane performs the scalar function's
 /// operations in the same order with no contraction, so scales, mins and codes are bit-identical; the
 /// gain is that the 8 dependent summation chains run side by side instead of one after another.
 struct qkx2_x8 {
-    static __m256 nc(__m256 v) noexcept {  // a rounded product, kept out of FMA contraction
-        asm("" : "+x"(v));
-        return v;
-    }
-    static __m256 mul(__m256 a, __m256 b) noexcept { return nc(_mm256_mul_ps(a, b)); }
+    static __m256 mul(__m256 a, __m256 b) noexcept { return opaque(_mm256_mul_ps(a, b)); }
     static __m256i nearest(__m256 f) noexcept {
-        const __m256i i = _mm256_castps_si256(_mm256_add_ps(nc(f), _mm256_set1_ps(12582912.f)));
+        const __m256i i = _mm256_castps_si256(_mm256_add_ps(opaque(f), _mm256_set1_ps(12582912.f)));
         return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
     }
     static __m256i clamp(__m256i l, int nmax) noexcept {
@@ -346,6 +344,8 @@ struct qkx2_x8 {
         return _mm256_blendv_ps(scale, _mm256_setzero_ps(), flat);
     }
 };
+#else
+inline constexpr bool have_avx2 = false;
 #endif
 
 /// quantize_row_q4_K_ref; `requantize` = false stops after the scale search and keeps its codes, which
@@ -381,7 +381,7 @@ void quantize_row_q4_K_impl(const float* x, block_q4_K* y, std::int64_t k) noexc
             for (int j = 0; j < qk_k / 32; ++j) max_scale = std::max(max_scale, scales[j]), max_min = std::max(max_min, mins[j]);
         }
 #endif
-        for (int j = 0; j < qk_k / 32 && !(simd && QLIB_GGML_HAVE_AVX2); ++j) {
+        for (int j = 0; j < qk_k / 32 && !(simd && have_avx2); ++j) {
             const float* xs = x + 32 * j;
             float sum_x2 = 0;
             for (int l = 0; l < 32; ++l) sum_x2 += detail::mul(xs[l], xs[l]);
@@ -700,11 +700,6 @@ namespace detail {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-template <class V>
-[[nodiscard]] inline V opaque(V v) noexcept {  // a rounded product, kept out of FMA contraction
-    asm("" : "+x"(v));
-    return v;
 }
 /// out[0,32) = q*scale (+ bias) for 32 signed byte codes; elements 16..31 use scale1. Without a
 /// bias nothing is added, so -0.0 products stay -0.0 as in the reference.
