@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -182,6 +183,35 @@ TEMPLATE_TEST_CASE("ggml SIMD kernels match their scalar references", "[ggml][si
     CHECK(std::memcmp(d_ref.data(), d_simd.data(), k * sizeof(float)) == 0);
     // Dot: integer block sums are exact in both; only the f32 summation order differs.
     CHECK(std::fabs(dot_ref - dot_simd) <= 1e-5 * scale);
+}
+
+TEST_CASE("SIMD q8_0 quantizer is byte-identical to the reference over magnitudes and row lengths", "[ggml][simd]") {
+    // Block scales from f16-subnormal to f16-overflow, exact .5 ties after scaling, zero blocks, and
+    // row lengths that leave 0..15 blocks after the 16-block batches.
+    std::vector<float> x = gaussian(32 * 16 * 5, 1.0f, 21);
+    for (std::size_t b = 0; b < x.size() / 32; ++b) {
+        const float sc = std::ldexp(1.0f, static_cast<int>(b % 48) - 30);
+        for (std::size_t j = 0; j < 32; ++j) x[b * 32 + j] *= sc;
+        if (b % 7 == 3) std::fill_n(x.begin() + static_cast<std::ptrdiff_t>(b * 32), 32, 0.0f);
+        if (b % 11 == 5)
+            for (std::size_t j = 0; j < 32; ++j) x[b * 32 + j] = (static_cast<float>(j % 9) - 4.0f) * 31.75f;
+    }
+    for (std::int64_t nb : {1, 15, 16, 17, 33, 47, 80}) {
+        const std::int64_t k = 32 * nb;
+        std::vector<block_q8_0> ref(static_cast<std::size_t>(nb)), simd(ref.size());
+        quantize_row_q8_0_ref(x.data(), ref.data(), k);
+        quantize_row_q8_0(x.data(), simd.data(), k);
+        INFO("blocks " << nb);
+        CHECK(std::memcmp(ref.data(), simd.data(), ref.size() * sizeof(block_q8_0)) == 0);
+    }
+    // A NaN is skipped by the reference's absmax; the SIMD scale must agree (the NaN's own code is unspecified).
+    std::vector<float> n(x.begin(), x.begin() + 32 * 20);
+    for (std::size_t b : {0u, 17u}) n[b * 32 + 5] = std::numeric_limits<float>::quiet_NaN();
+    n[17 * 32 + 21] = -std::numeric_limits<float>::quiet_NaN();
+    std::vector<block_q8_0> ref(20), simd(20);
+    quantize_row_q8_0_ref(n.data(), ref.data(), 32 * 20);
+    quantize_row_q8_0(n.data(), simd.data(), 32 * 20);
+    for (std::size_t b = 0; b < ref.size(); ++b) CHECK(ref[b].d == simd[b].d);
 }
 
 TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-blocks", "[ggml][simd]") {

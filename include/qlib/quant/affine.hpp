@@ -193,6 +193,7 @@ struct affine_kernels {
     static bool quantize_row_avx512(const float* w, std::int64_t cols, std::byte* packed, float* scales,
                                     float* biases) {
         constexpr int V = G / 16;  // vectors per group
+        constexpr int ahead = 1024;  // floats of software prefetch (4 KiB), as in quantize_row_q8_0
         const std::int64_t ng = cols / G;
         alignas(64) std::uint8_t q[G];
         alignas(64) float sc[16], bi[16];
@@ -203,6 +204,7 @@ struct affine_kernels {
             __mmask16 bad = 0;
             for (int k = 0; k < 16; ++k) {
                 const float* x = w + (g0 + std::min(k, n - 1)) * G;  // short batch: repeat the last group
+                for (int j = 0; j < V; ++j) _mm_prefetch(reinterpret_cast<const char*>(x + 16 * j + ahead), _MM_HINT_T0);
                 lo[k] = hi[k] = _mm512_loadu_ps(x);
                 bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(lo[k]), inf, _CMP_NLT_UQ);  // Inf or NaN
                 for (int j = 1; j < V; ++j) {
