@@ -140,7 +140,7 @@ TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alig
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16})
         for (std::int64_t cols : {1, 15, 16, 17, 63, 64, 100, 4096 + 5}) {
             INFO(dtype_name(t) << " cols " << cols);
-            const std::int64_t rows = 5;
+            const std::int64_t rows = 13;  // one 8-row tile and 5 single rows
             std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(cols * 2));
             for (auto& v : w) v = d(rng);
             for (auto& v : x) v = d(rng);
@@ -172,6 +172,7 @@ TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alig
                 }
                 CHECK(std::abs(y[r] - ref) <= 1e-5 * mag + 1e-6);
                 CHECK(std::abs(ym[r] - ref) <= 1e-5 * mag + 1e-6);
+                CHECK(ym[r] == y[r]);  // the same per-(row, token) arithmetic in both
                 CHECK(std::abs(ym[rows + r] - ref1) <= 1e-4 * mag + 1e-5);
             }
             std::vector<std::byte> back(bytes.size());

@@ -1,7 +1,7 @@
 #pragma once
 // The "none" scheme: plain f32 / f16 / bf16 weights used as stored (often straight from a memory map,
-// so unaligned). The products are bound by memory bandwidth, so the kernels stream each row once with
-// several independent accumulators and widen f16/bf16 in registers.
+// so unaligned). Products run as register tiles of rows x tokens (detail::matmul_by_rows): a matvec
+// streams each row once with one independent chain per row, a matmul reuses each loaded vector.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -39,41 +39,6 @@ namespace detail {
     return static_cast<float>(acc);
 }
 
-template <dtype T>
-[[nodiscard]] inline float float_dot(const std::byte* row, const float* x, std::int64_t n) noexcept {
-    using kernels::fbatch;
-    constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
-    constexpr std::size_t es = dtype_size(T);
-    auto ld = [](const std::byte* p) {
-        if constexpr (T == dtype::f32) return kernels::load_f32(p);
-        else if constexpr (T == dtype::bf16) return kernels::load_bf16(p);
-        else return kernels::load_f16(p);
-    };
-    fbatch a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-    std::int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        const std::byte* p = row + static_cast<std::size_t>(i) * es;
-        a0 = xsimd::fma(ld(p), kernels::load_f32(x + i), a0);
-        a1 = xsimd::fma(ld(p + W * es), kernels::load_f32(x + i + W), a1);
-        a2 = xsimd::fma(ld(p + 2 * W * es), kernels::load_f32(x + i + 2 * W), a2);
-        a3 = xsimd::fma(ld(p + 3 * W * es), kernels::load_f32(x + i + 3 * W), a3);
-    }
-    for (; i + W <= n; i += W) a0 = xsimd::fma(ld(row + static_cast<std::size_t>(i) * es), kernels::load_f32(x + i), a0);
-    float acc = kernels::reduce_add((a0 + a1) + (a2 + a3));
-    for (; i < n; ++i) acc += qlib::load_as_f32(T, row, static_cast<std::size_t>(i)) * x[i];
-    return acc;
-}
-
-template <class F>
-decltype(auto) with_float_type(dtype t, F&& f) {
-    switch (t) {
-        case dtype::f32: return f(std::integral_constant<dtype, dtype::f32>{});
-        case dtype::bf16: return f(std::integral_constant<dtype, dtype::bf16>{});
-        case dtype::f16: return f(std::integral_constant<dtype, dtype::f16>{});
-        default: raise<unsupported_error>("quant", "float weights", "weight dtype ", dtype_name(t), " is not f32/f16/bf16");
-    }
-}
-
 }  // namespace detail
 
 /// The "none" family: unquantized float weights; see quant/dispatch.hpp.
@@ -104,24 +69,22 @@ struct float_family {
         kernels::convert_to_f32(m.weight + rb * static_cast<std::size_t>(r0), m.weight_type, out,
                                 static_cast<std::size_t>((r1 - r0) * m.cols));
     }
+    /// A single-token matmul, so a prompt processed in one batch and token by token agree bit for bit.
     static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-        detail::with_float_type(m.weight_type, [&]<dtype T>(std::integral_constant<dtype, T>) {
-            const std::size_t rb = static_cast<std::size_t>(m.cols) * dtype_size(T);
-            for (std::int64_t r = r0; r < r1; ++r) y[r] = detail::float_dot<T>(m.weight + rb * static_cast<std::size_t>(r), x, m.cols);
-        });
+        matmul(m, x, 1, y, r0, r1);
     }
+    /// f32 rows are used in place (when 4-byte aligned), f16/bf16 rows widened into L1; then register
+    /// tiles of rows x tokens (detail::matmul_by_rows).
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
                        std::int64_t r1) {
-        if (m.weight_type == dtype::f32) {
-            // Each row is read from memory once and stays in L1 across the n activations.
-            const std::size_t rb = static_cast<std::size_t>(m.cols) * 4;
-            for (std::int64_t r = r0; r < r1; ++r)
-                for (std::int64_t i = 0; i < n; ++i)
-                    y[i * m.rows + r] = detail::float_dot<dtype::f32>(m.weight + rb * static_cast<std::size_t>(r),
-                                                                      x + i * m.cols, m.cols);
-            return;
-        }
-        detail::matmul_by_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf); });
+        const std::size_t rb = static_cast<std::size_t>(m.cols) * dtype_size(m.weight_type);
+        const bool in_place = m.weight_type == dtype::f32 && reinterpret_cast<std::uintptr_t>(m.weight) % 4 == 0 && rb % 4 == 0;
+        detail::matmul_by_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) -> const float* {
+            const std::byte* row = m.weight + rb * static_cast<std::size_t>(r);
+            if (in_place) return reinterpret_cast<const float*>(row);
+            kernels::convert_to_f32(row, m.weight_type, buf, static_cast<std::size_t>(m.cols));
+            return buf;
+        });
     }
 };
 

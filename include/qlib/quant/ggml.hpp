@@ -1150,6 +1150,100 @@ const typename P::act* ggml_activations(const float* x, std::int64_t n, std::int
     return buf.data();
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+/// q8_0 activations re-laid once per call for the 512-bit row kernels, which take two weight blocks
+/// per vector: the codes of each block pair contiguous in the order the weights unpack to, the sum of
+/// each 4 codes (one dpbusd lane) times the weights' unsigned offset, and each lane's block scale.
+/// Weights enter vpdpbusd as unsigned bytes: q4_0 codes as stored (offset 8), q8_0 codes xor 0x80
+/// (offset 128), so sum (w - o) a = dpbusd(w, a) - o * sum a, exact in int32.
+struct q8_0_pairs {
+    std::int64_t pairs = 0;        // per activation row
+    std::vector<std::int8_t> q;    // [n, pairs, 64]
+    std::vector<std::int32_t> off;  // [n, pairs, 16]
+    std::vector<float> d;          // [n, pairs, 16]
+};
+
+/// n activation rows of nb q8_0 blocks each. nibbles: q4_0 order, where a pair unpacks to (low
+/// halves of both blocks, then high halves).
+template <bool nibbles>
+const q8_0_pairs& lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb) {
+    thread_local q8_0_pairs p;
+    p.pairs = nb / 2;
+    const auto np = static_cast<std::size_t>(n * p.pairs);
+    p.q.resize(np * 64), p.off.resize(np * 16), p.d.resize(np * 16);
+    for (std::size_t i = 0; i < np; ++i) {
+        const std::size_t t = i / static_cast<std::size_t>(p.pairs), j = i % static_cast<std::size_t>(p.pairs);
+        const block_q8_0 &b0 = a[t * static_cast<std::size_t>(nb) + 2 * j], &b1 = a[t * static_cast<std::size_t>(nb) + 2 * j + 1];
+        std::int8_t* q = p.q.data() + 64 * i;
+        if constexpr (nibbles) {
+            std::memcpy(q, b0.qs, 16), std::memcpy(q + 16, b1.qs, 16);
+            std::memcpy(q + 32, b0.qs + 16, 16), std::memcpy(q + 48, b1.qs + 16, 16);
+        } else {
+            std::memcpy(q, b0.qs, 32), std::memcpy(q + 32, b1.qs, 32);
+        }
+        const float d0 = h2f(b0.d), d1 = h2f(b1.d);
+        for (std::size_t l = 0; l < 16; ++l) {
+            p.off[16 * i + l] = (nibbles ? 8 : 128) * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
+            p.d[16 * i + l] = (nibbles ? l / 4 % 2 : l / 8) != 0 ? d1 : d0;
+        }
+    }
+    return p;
+}
+
+/// out[t] = one row of q4_0 or q8_0 weights . activation row t0 + t, for NT rows laid out by
+/// lay_out_pairs; each weight pair is unpacked once for the NT rows. `a` (the q8_0 blocks, [n, nb])
+/// serves an odd last block. A row's arithmetic does not depend on NT.
+template <class P, int NT>
+void dot_pairs(const typename P::block* row, std::int64_t nb, const q8_0_pairs& p, const block_q8_0* a,
+               std::int64_t t0, float* out) noexcept {
+    constexpr bool nibbles = std::is_same_v<P, ggml_q4_0>;
+    static_assert(nibbles || std::is_same_v<P, ggml_q8_0>, "dot_pairs: q4_0 and q8_0 weights only");
+    // Lane l of a pair belongs to block (nibbles ? l/4 % 2 : l/8).
+    const __m512i which = nibbles ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                                  : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const std::int64_t np = nb / 2;
+    auto pair = [&](std::int64_t i, __m512* acc) {
+        const auto& x0 = row[2 * i];
+        const auto& x1 = row[2 * i + 1];
+        __m512i w;
+        if constexpr (nibbles) {
+            const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1.qs)),
+                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(x0.qs)));
+            const __m256i m = _mm256_set1_epi8(0x0F);
+            w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m)),
+                                   _mm256_and_si256(_mm256_srli_epi16(v, 4), m), 1);
+        } else {
+            w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(load256(x0.qs)), load256(x1.qs), 1),
+                                 _mm512_set1_epi8(static_cast<char>(0x80)));
+        }
+        const __m128 dw2 = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(x0.d | (static_cast<std::uint32_t>(x1.d) << 16))));
+        const __m512 dw = _mm512_permutexvar_ps(which, _mm512_castps128_ps512(dw2));
+        for (int t = 0; t < NT; ++t) {
+            const std::size_t k = static_cast<std::size_t>((t0 + t) * np + i);
+            const __m512i dot = _mm512_sub_epi32(
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(p.q.data() + 64 * k)),
+                _mm512_loadu_si512(p.off.data() + 16 * k));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(p.d.data() + 16 * k)), acc[t]);
+        }
+    };
+    __m512 acc[2][NT];  // two chains per row: FMA latency
+    for (int t = 0; t < NT; ++t) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    std::int64_t i = 0;
+    for (; i + 2 <= np; i += 2) pair(i, acc[0]), pair(i + 1, acc[1]);
+    if (i < np) pair(i, acc[0]);
+    for (int t = 0; t < NT; ++t) {
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][t], acc[1][t]));
+        if (nb % 2 != 0) {
+            const block_q8_0* y = a + (t0 + t) * nb;
+            __m256 r = _mm256_setzero_ps();
+            float sr = 0.0f;
+            P::template dot<1>(row[nb - 1], &y, nb - 1, &r, &sr);
+            out[t] += hsum(r) + sr;
+        }
+    }
+}
+#endif
+
 }  // namespace detail
 
 /// llama.cpp block types as a quantization family. bits/group_size of the config are implied by the
@@ -1206,11 +1300,9 @@ struct ggml_family {
     }
 
     /// y[r] = W[r,:].x: x is quantized once to q8_0 / q8_K, then integer block dot products.
+    /// A single-token matmul, so both give identical results per token.
     static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-        detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
-            const typename P::act* a = detail::ggml_activations<P>(x, 1, m.cols);
-            for (std::int64_t r = r0; r < r1; ++r) detail::dot_tile<P, 1>(detail::ggml_row<P>(m, r), m.cols, &a, y + r);
-        });
+        matmul(m, x, 1, y, r0, r1);
     }
 
     /// x [n, cols] -> y [n, rows] for rows [r0, r1): each activation row is quantized once, and each
@@ -1220,21 +1312,36 @@ struct ggml_family {
             using A = typename P::act;
             const std::int64_t nb = m.cols / P::elems;
             const A* a = detail::ggml_activations<P>(x, n, m.cols);
-            for (std::int64_t r = r0; r < r1; ++r) {
-                const typename P::block* row = detail::ggml_row<P>(m, r);
-                float out[4];
-                std::int64_t i = 0;
-                for (; i + 4 <= n; i += 4) {
-                    const A* ys[4] = {a + i * nb, a + (i + 1) * nb, a + (i + 2) * nb, a + (i + 3) * nb};
-                    detail::dot_tile<P, 4>(row, m.cols, ys, out);
-                    for (int t = 0; t < 4; ++t) y[(i + t) * m.rows + r] = out[t];
+            // tile(row, t0, out): out[0, NT) for activation rows [t0, t0 + NT).
+            auto by_tiles = [&](auto tile) {
+                for (std::int64_t r = r0; r < r1; ++r) {
+                    const typename P::block* row = detail::ggml_row<P>(m, r);
+                    float out[4];
+                    std::int64_t i = 0;
+                    for (; i + 4 <= n; i += 4) {
+                        tile(row, i, out, std::integral_constant<int, 4>{});
+                        for (int t = 0; t < 4; ++t) y[(i + t) * m.rows + r] = out[t];
+                    }
+                    for (; i < n; ++i) {
+                        tile(row, i, out, std::integral_constant<int, 1>{});
+                        y[i * m.rows + r] = out[0];
+                    }
                 }
-                for (; i < n; ++i) {
-                    const A* ys = a + i * nb;
-                    detail::dot_tile<P, 1>(row, m.cols, &ys, out);
-                    y[i * m.rows + r] = out[0];
-                }
+            };
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+            constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
+            if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
+                const auto& pairs = detail::lay_out_pairs<nibbles>(a, n, nb);
+                return by_tiles([&]<int NT>(const typename P::block* row, std::int64_t t0, float* out, std::integral_constant<int, NT>) {
+                    detail::dot_pairs<P, NT>(row, nb, pairs, a, t0, out);
+                });
             }
+#endif
+            by_tiles([&]<int NT>(const typename P::block* row, std::int64_t t0, float* out, std::integral_constant<int, NT>) {
+                const A* ys[NT];
+                for (int t = 0; t < NT; ++t) ys[t] = a + (t0 + t) * nb;
+                detail::dot_tile<P, NT>(row, m.cols, ys, out);
+            });
         });
     }
 };

@@ -267,7 +267,7 @@ struct symmetric_family {
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
                        std::int64_t r1) {
         detail::with_symmetric_spec(m.config.bits, m.config.group_size, m.config.zero_point, [&]<class Spec>(Spec) {
-            detail::matmul_by_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) {
+            detail::matmul_by_decoded_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) {
                 detail::symmetric_kernels<Spec>::dequantize_rows(m, r, r + 1, buf);
             });
         });
