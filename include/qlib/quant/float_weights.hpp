@@ -1,7 +1,8 @@
 #pragma once
 // The "none" scheme: plain f32 / f16 / bf16 weights used as stored (often straight from a memory map,
-// so unaligned). Products run as register tiles of rows x tokens (detail::matmul_by_rows): a matvec
-// streams each row once with one independent chain per row, a matmul reuses each loaded vector.
+// so unaligned). Products run as register tiles of rows x tokens (detail::matmul_by_rows) that widen
+// f16/bf16 in registers: a matvec streams each row once with one chain per row, a matmul reuses each
+// loaded vector for several tokens.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -73,18 +74,16 @@ struct float_family {
     static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
         matmul(m, x, 1, y, r0, r1);
     }
-    /// f32 rows are used in place (when 4-byte aligned), f16/bf16 rows widened into L1; then register
-    /// tiles of rows x tokens (detail::matmul_by_rows).
+    /// Rows are read in place in their stored type and widened in registers (detail::matmul_by_rows).
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
                        std::int64_t r1) {
         const std::size_t rb = static_cast<std::size_t>(m.cols) * dtype_size(m.weight_type);
-        const bool in_place = m.weight_type == dtype::f32 && reinterpret_cast<std::uintptr_t>(m.weight) % 4 == 0 && rb % 4 == 0;
-        detail::matmul_by_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) -> const float* {
-            const std::byte* row = m.weight + rb * static_cast<std::size_t>(r);
-            if (in_place) return reinterpret_cast<const float*>(row);
-            kernels::convert_to_f32(row, m.weight_type, buf, static_cast<std::size_t>(m.cols));
-            return buf;
-        });
+        auto in_place = [&](std::int64_t r, float*) { return m.weight + rb * static_cast<std::size_t>(r); };
+        switch (m.weight_type) {
+            case dtype::bf16: return detail::matmul_by_rows<dtype::bf16>(m, x, n, y, r0, r1, in_place);
+            case dtype::f16: return detail::matmul_by_rows<dtype::f16>(m, x, n, y, r0, r1, in_place);
+            default: return detail::matmul_by_rows<dtype::f32>(m, x, n, y, r0, r1, in_place);
+        }
     }
 };
 
