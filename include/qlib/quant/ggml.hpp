@@ -6,7 +6,8 @@
 //
 // Kernels follow llama.cpp's design: a matvec quantizes the activations once per call to q8_0 (for
 // the 32-element types) or q8_K (k-quants), then takes integer dot products per block
-// (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Every SIMD kernel
+// (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32; q4_0 and q8_0
+// weights take 512-bit vpdpbusd over block pairs (dot_pairs). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <bit>
