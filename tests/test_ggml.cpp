@@ -247,43 +247,44 @@ TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {
     constexpr std::int64_t rows = 37, n = 6;
     // 480 columns: an odd number of 32-element blocks (the pair kernels' single last block).
-    for (std::int64_t cols : {512, 480})
-    for (quant_scheme s : ggml_schemes) {
-        if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
-        INFO(scheme_name(s) << ", " << cols << " columns");
-        const std::vector<float> w = gaussian(rows * cols, 0.02f, 11), x = gaussian(n * cols, 1.0f, 12);
-        const quantized_tensor q = quantize(std::span<const float>(w), rows, cols, cfg_of(s));
-        const qmatrix_view v = view_of(q);
-        std::vector<float> deq(rows * cols);
-        dequantize_rows(v, 0, rows, deq.data());
-        std::vector<float> y(rows), ym(n * rows);
-        matmul(v, x.data(), n, ym.data(), 0, rows);
-        for (std::int64_t i = 0; i < n; ++i) {
-            const float* xi = x.data() + i * cols;
-            matvec(v, xi, y.data(), 0, rows);
-            const std::int64_t blk = s == quant_scheme::q4_k || s == quant_scheme::q6_k ? 256 : 32;
-            for (std::int64_t r = 0; r < rows; ++r) {
-                // The activations are rounded to 8 bits per block (step amax/127, plus the f16 rounding
-                // of the q8_0 scale): |error| <= sum_i |w_i| * amax_block / 127.
-                double ref = 0, bound = 1e-6;
-                for (std::int64_t b = 0; b < cols; b += blk) {
-                    double amax = 0, wabs = 0;
-                    for (std::int64_t c = b; c < b + blk; ++c) {
-                        ref += static_cast<double>(deq[r * cols + c]) * xi[c];
-                        amax = std::max(amax, std::fabs(static_cast<double>(xi[c])));
-                        wabs += std::fabs(static_cast<double>(deq[r * cols + c]));
+    for (std::int64_t cols : {512, 480}) {
+        for (quant_scheme s : ggml_schemes) {
+            if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
+            INFO(scheme_name(s) << ", " << cols << " columns");
+            const std::vector<float> w = gaussian(rows * cols, 0.02f, 11), x = gaussian(n * cols, 1.0f, 12);
+            const quantized_tensor q = quantize(std::span<const float>(w), rows, cols, cfg_of(s));
+            const qmatrix_view v = view_of(q);
+            std::vector<float> deq(rows * cols);
+            dequantize_rows(v, 0, rows, deq.data());
+            std::vector<float> y(rows), ym(n * rows);
+            matmul(v, x.data(), n, ym.data(), 0, rows);
+            for (std::int64_t i = 0; i < n; ++i) {
+                const float* xi = x.data() + i * cols;
+                matvec(v, xi, y.data(), 0, rows);
+                const std::int64_t blk = s == quant_scheme::q4_k || s == quant_scheme::q6_k ? 256 : 32;
+                for (std::int64_t r = 0; r < rows; ++r) {
+                    // The activations are rounded to 8 bits per block (step amax/127, plus the f16 rounding
+                    // of the q8_0 scale): |error| <= sum_i |w_i| * amax_block / 127.
+                    double ref = 0, bound = 1e-6;
+                    for (std::int64_t b = 0; b < cols; b += blk) {
+                        double amax = 0, wabs = 0;
+                        for (std::int64_t c = b; c < b + blk; ++c) {
+                            ref += static_cast<double>(deq[r * cols + c]) * xi[c];
+                            amax = std::max(amax, std::fabs(static_cast<double>(xi[c])));
+                            wabs += std::fabs(static_cast<double>(deq[r * cols + c]));
+                        }
+                        bound += wabs * amax / 127.0;
                     }
-                    bound += wabs * amax / 127.0;
+                    CHECK(std::fabs(y[r] - ref) <= bound);
+                    CHECK(ym[i * rows + r] == y[r]);  // same per-token arithmetic, tiles only share decoding
                 }
-                CHECK(std::fabs(y[r] - ref) <= bound);
-                CHECK(ym[i * rows + r] == y[r]);  // same per-token arithmetic, tiles only share decoding
             }
+            // A sub-range touches only its rows.
+            std::vector<float> part(rows, -1.0f);
+            matvec(v, x.data(), part.data(), 5, 9);
+            matvec(v, x.data(), y.data(), 0, rows);
+            for (std::int64_t r = 0; r < rows; ++r) CHECK(part[r] == (r >= 5 && r < 9 ? y[r] : -1.0f));
         }
-        // A sub-range touches only its rows.
-        std::vector<float> part(rows, -1.0f);
-        matvec(v, x.data(), part.data(), 5, 9);
-        matvec(v, x.data(), y.data(), 0, rows);
-        for (std::int64_t r = 0; r < rows; ++r) CHECK(part[r] == (r >= 5 && r < 9 ? y[r] : -1.0f));
     }
 }
 

@@ -679,7 +679,7 @@ struct affine_kernels {
                        std::int64_t r1) {
         if constexpr (!has_int8_kernels)
             return matmul_by_decoded_rows(m, x, n, y, r0, r1,
-                                  [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf, false); });
+                                          [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf, false); });
         const auto& p = prepare(x, n, m.cols);
         matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
     }

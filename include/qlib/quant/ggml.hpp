@@ -34,8 +34,6 @@
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN
 
-
-
 namespace qlib {
 namespace detail {
 
