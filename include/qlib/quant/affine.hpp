@@ -109,7 +109,7 @@ inline void store_row_params(const float* v, dtype t, std::byte* out, std::int64
 /// T (or R) FMAs rather than one. A (row, token) sum is computed the same way whatever R and T are, so
 /// a matvec and a matmul built on it agree bit for bit.
 template <dtype D, int R, int T>
-void dot_tile(const std::byte* const* w, const float* x, std::int64_t cols, float* out) noexcept {
+void float_tile(const std::byte* const* w, const float* x, std::int64_t cols, float* out) noexcept {
     using kernels::fbatch;
     constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
     constexpr std::size_t es = dtype_size(D);
@@ -141,12 +141,12 @@ void rows_times_activations(const std::byte* const* w, const float* x, std::int6
     float out[R * T];
     std::int64_t t = 0;
     for (; t + T <= n; t += T) {
-        dot_tile<D, R, T>(w, x + t * cols, cols, out);
+        float_tile<D, R, T>(w, x + t * cols, cols, out);
         for (int k = 0; k < T; ++k)
             for (int i = 0; i < R; ++i) y[(t + k) * ystride + r + i] = out[k * R + i];
     }
     for (; t < n; ++t) {
-        dot_tile<D, R, 1>(w, x + t * cols, cols, out);
+        float_tile<D, R, 1>(w, x + t * cols, cols, out);
         for (int i = 0; i < R; ++i) y[t * ystride + r + i] = out[i];
     }
 }
