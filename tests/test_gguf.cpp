@@ -232,6 +232,13 @@ TEST_CASE("ggml type table", "[gguf]") {
     CHECK_FALSE(qlib::ggml_nbytes(ggml_type::q4_0, bad));
     const std::uint64_t huge[] = {std::uint64_t{1} << 40, std::uint64_t{1} << 40};
     CHECK_FALSE(qlib::ggml_nbytes(ggml_type::f32, huge));
+    // Empty, but its other dims overflow: rejected whichever dim is zero (the shape is reversed later).
+    const std::uint64_t empty_huge[] = {0, std::uint64_t{1} << 40, std::uint64_t{1} << 40};
+    const std::uint64_t huge_empty[] = {std::uint64_t{1} << 40, std::uint64_t{1} << 40, 0};
+    CHECK_FALSE(qlib::ggml_nbytes(ggml_type::f32, empty_huge));
+    CHECK_FALSE(qlib::ggml_nbytes(ggml_type::f32, huge_empty));
+    const std::uint64_t empty[] = {64, 0, 3};
+    CHECK(qlib::ggml_nbytes(ggml_type::q8_0, empty) == 0);
     for (auto s : {qlib::quant_scheme::q4_0, qlib::quant_scheme::q4_1, qlib::quant_scheme::q5_0,
                    qlib::quant_scheme::q8_0, qlib::quant_scheme::q4_k, qlib::quant_scheme::q6_k})
         CHECK(qlib::ggml_to_scheme(*qlib::ggml_type_of(s)) == s);

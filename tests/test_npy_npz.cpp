@@ -328,6 +328,10 @@ TEST_CASE("hostile NPY files fail with errors naming the file and the offset", "
                      {"overflows 64 bits", "header offset"});
     expect_npy_error(v1("bytesover.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904,)}", ""),
                      {"overflows 64 bits"});
+    // An empty array whose other dims overflow is rejected in either order (found by fuzz_npy).
+    expect_npy_error(v1("emptyover.npy", "{'descr': '<u1', 'fortran_order': True, 'shape': (0, 4294967296, 4294967296)}",
+                        ""),
+                     {"overflows 64 bits"});
     expect_npy_error(v1("neg.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}", ""),
                      {"non-negative integer", "header offset 51"});
     expect_npy_error(v1("notuple.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3)}", ""),

@@ -268,6 +268,9 @@ TEST_CASE("hostile safetensors files are rejected with a precise error", "[safet
     expect_file_error(
         write("overflow.safetensors", image("{" + entry("w", "F32", "[4294967296,4294967296,16]", "[0,8]") + "}", f32x2)),
         "tensor 'w' shape [4294967296, 4294967296, 16] overflows");
+    expect_file_error(
+        write("empty_overflow.safetensors", image("{" + entry("w", "F32", "[4294967296,4294967296,0]", "[0,0]") + "}", "")),
+        "tensor 'w' shape [4294967296, 4294967296, 0] overflows");
     expect_file_error(write("negdim.safetensors", image("{" + entry("w", "F32", "[-2]", "[0,8]") + "}", f32x2)),
                       "tensor 'w' shape has invalid dimension -2");
     expect_file_error(write("floatdim.safetensors", image("{" + entry("w", "F32", "[2.0]", "[0,8]") + "}", f32x2)),

@@ -17,15 +17,22 @@ namespace qlib {
 
 using shape_t = std::vector<std::int64_t>;
 
-/// Element count of a shape, or nullopt-like -1 when it overflows 64 bits or has a negative dim.
+/// Element count of a shape, or -1 when it has a negative dim or the product of its nonzero dims
+/// overflows 64 bits. Zero dims are left out of the overflow check (as numpy does) so the answer does
+/// not depend on dim order: (0, 2^40, 2^40) and its reverse are both rejected, not one of them.
 [[nodiscard]] inline std::int64_t checked_numel(const shape_t& shape) noexcept {
     std::uint64_t n = 1;
+    bool empty = false;
     for (auto d : shape) {
         if (d < 0) return -1;
-        if (d != 0 && n > static_cast<std::uint64_t>(INT64_MAX) / static_cast<std::uint64_t>(d)) return -1;
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        if (n > static_cast<std::uint64_t>(INT64_MAX) / static_cast<std::uint64_t>(d)) return -1;
         n *= static_cast<std::uint64_t>(d);
     }
-    return static_cast<std::int64_t>(n);
+    return empty ? 0 : static_cast<std::int64_t>(n);
 }
 
 [[nodiscard]] inline std::string shape_string(const shape_t& shape) {

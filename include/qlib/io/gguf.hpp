@@ -103,22 +103,28 @@ inline constexpr std::array<ggml_type_traits, 32> ggml_traits_table{{
 }
 
 /// Bytes of a tensor of type t with dims ne (ggml order); nullopt when the type is unknown, ne[0] is not
-/// a whole number of blocks, or the size overflows 64 bits.
+/// a whole number of blocks, or the size overflows 64 bits. Zero dims are left out of the overflow
+/// check, as in checked_numel, so an empty tensor with overflowing dims is rejected in any dim order.
 [[nodiscard]] inline std::optional<std::uint64_t> ggml_nbytes(ggml_type t, std::span<const std::uint64_t> ne) noexcept {
     const auto tr = ggml_traits(t);
     if (!tr) return std::nullopt;
     std::uint64_t blocks = 1;
+    bool empty = false;
     for (std::size_t i = 0; i < ne.size(); ++i) {
         std::uint64_t d = ne[i];
         if (i == 0) {
             if (d % tr->block_size != 0) return std::nullopt;
             d /= tr->block_size;
         }
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
         if (__builtin_mul_overflow(blocks, d, &blocks)) return std::nullopt;
     }
     std::uint64_t bytes = 0;
     if (__builtin_mul_overflow(blocks, std::uint64_t{tr->type_size}, &bytes)) return std::nullopt;
-    return bytes;
+    return empty ? 0 : bytes;
 }
 
 /// The plain element type of a non-block ggml type (f32, f16, bf16, f64, i8..i64).

@@ -310,9 +310,9 @@ private:
     out.view.type = h.type;
     out.view.shape = h.shape;
     if (h.fortran_order) std::reverse(out.view.shape.begin(), out.view.shape.end());
-    const auto numel = static_cast<std::uint64_t>(checked_numel(h.shape));
+    const std::int64_t numel = checked_numel(h.shape);
     std::uint64_t nbytes = 0;
-    if (__builtin_mul_overflow(numel, dtype_size(h.type), &nbytes))
+    if (numel < 0 || __builtin_mul_overflow(static_cast<std::uint64_t>(numel), dtype_size(h.type), &nbytes))
         raise("npy", where, "shape ", shape_string(h.shape), " of ", dtype_name(h.type), " overflows 64 bits");
     const std::uint64_t have = bytes.size() - out.header_bytes;
     if (have != nbytes)
