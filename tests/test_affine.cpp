@@ -50,7 +50,7 @@ double int8_error_bound(const qmatrix_view& v, const float* x, std::int64_t r) {
     const std::byte* row = v.weight + static_cast<std::size_t>(r * v.cols * bits / 8);
     double e = 0.0;
     for (std::int64_t j = 0; j < v.cols; ++j) {
-        const double s = load_as_f32(v.scales_type, v.scales, static_cast<std::size_t>(r * ng + j / group));
+        const double s = load_as_f32(v.config.scale_type, v.scales, static_cast<std::size_t>(r * ng + j / group));
         const double dx = x[j] - static_cast<double>(a.scales(0)[j / group]) * a.codes(0)[j];
         e += std::abs(s * detail::unpack_ref(row, bits, j) * dx);
     }

@@ -399,21 +399,27 @@ TEMPLATE_TEST_CASE_SIG("quantized MLX-layout checkpoints run from their packed w
     temp_dir tmp("quantized");
     const fs::path src = model_dir("stories-260k");
     const auto ref = all_logits(qlib::model::load(src), probe_ids);
-    for (auto scheme : {qlib::quant_scheme::affine, qlib::quant_scheme::symmetric, qlib::quant_scheme::lut,
-                        qlib::quant_scheme::nf4, qlib::quant_scheme::fp4}) {
-        INFO(qlib::scheme_name(scheme));
+    // Scales in f32 and as a bf16 checkpoint stores them (the loader must take their dtype from the file).
+    for (auto [scheme, scales] : {std::pair{qlib::quant_scheme::affine, qlib::dtype::f32}, {qlib::quant_scheme::affine, qlib::dtype::bf16},
+                                  {qlib::quant_scheme::symmetric, qlib::dtype::f32}, {qlib::quant_scheme::lut, qlib::dtype::f32},
+                                  {qlib::quant_scheme::lut, qlib::dtype::f16}, {qlib::quant_scheme::nf4, qlib::dtype::bf16},
+                                  {qlib::quant_scheme::fp4, qlib::dtype::f32}}) {
+        const std::string name = qlib::detail::cat(qlib::scheme_name(scheme), "-", qlib::dtype_name(scales));
+        INFO(name);
         qlib::quant_config cfg;
         cfg.scheme = scheme;
         cfg.bits = Bits;
         cfg.group_size = Group;
-        const fs::path dst = tmp / std::string(qlib::scheme_name(scheme));
+        cfg.scale_type = scales;
+        const fs::path dst = tmp / name;
         if (!qlib::is_supported(cfg)) continue;  // e.g. nf4 at 8 bits
-        const fs::path deq = tmp / (std::string(qlib::scheme_name(scheme)) + "-dequantized");
+        const fs::path deq = tmp / (name + "-dequantized");
         write_quantized_copy(src, dst, deq, cfg);
         const auto m = qlib::model::load(dst);
         REQUIRE(m.config().quantization);
         CHECK(m.embedding().config.scheme == scheme);
         CHECK(m.layers()[0].q.w.config.scheme == scheme);
+        CHECK(m.layers()[0].q.w.config.scale_type == scales);
         CHECK(m.layers()[0].down.w.config.scheme == qlib::quant_scheme::none);  // 172 columns: kept in float
         const auto got = all_logits(m, probe_ids);
         // The model the quantized weights describe: the kernels may round activations (e.g. to int8

@@ -21,6 +21,7 @@
 #include "qlib/io/safetensors.hpp"
 #include "qlib/llm/config.hpp"
 #include "qlib/quant/dispatch.hpp"
+#include "qlib/quant/fixed_table.hpp"
 #include "qlib/quant/scheme.hpp"
 
 namespace qlib {
@@ -296,7 +297,12 @@ private:
                 expect(scales, "scales", floats, {rows, groups});
                 v.scales = place(scales->data);
                 if (lut) {
-                    expect(lut, "lut", {scales->type}, {1, 16});
+                    // The table is descriptive (the kernels use the built-in one); a different
+                    // code book would decode to silently wrong weights.
+                    expect(lut, "lut", {dtype::f32}, {1, 16});
+                    const auto& table = q.scheme == quant_scheme::nf4 ? nf4_table::values : fp4_table::values;
+                    if (std::memcmp(lut->data.data(), table.data(), sizeof(table)) != 0)
+                        fail("tensor '", lut->name, "' is not the ", scheme_name(q.scheme), " code book");
                     v.lut = place(lut->data);
                 }
                 break;

@@ -334,11 +334,11 @@ struct affine_kernels {
             const std::byte* row = m.weight + row_bytes(cols) * static_cast<std::size_t>(r);
             float* o = out + (r - r0) * cols;
             for (std::int64_t g = 0; g < ng; ++g) {
-                const float s = qlib::load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + g));
-                const float b = qlib::load_as_f32(m.scales_type, m.biases, static_cast<std::size_t>(r * ng + g));
+                const float s = qlib::load_as_f32(m.config.scale_type, m.scales, static_cast<std::size_t>(r * ng + g));
+                const float b = qlib::load_as_f32(m.config.scale_type, m.biases, static_cast<std::size_t>(r * ng + g));
                 for (int j = 0; j < G; ++j) {
                     const auto qv = static_cast<float>(unpack_ref(row, B, g * G + j));
-                    o[g * G + j] = round_to(m.scales_type, round_to(m.scales_type, kernels::no_contract(qv * s)) + b);
+                    o[g * G + j] = round_to(m.config.scale_type, round_to(m.config.scale_type, kernels::no_contract(qv * s)) + b);
                 }
             }
         }
@@ -349,15 +349,15 @@ struct affine_kernels {
     static void dequantize_rows(const qmatrix_view& m, std::int64_t r0, std::int64_t r1, float* out,
                                 bool in_scale_dtype = true) {
         using kernels::fbatch;
-        const dtype rt = in_scale_dtype ? m.scales_type : dtype::f32;
+        const dtype rt = in_scale_dtype ? m.config.scale_type : dtype::f32;
         constexpr std::size_t nb = 32 / kernels::fwidth;
         const std::int64_t cols = m.cols, ng = cols / G;
         auto& sc = scratch(0, static_cast<std::size_t>(2 * ng));
         for (std::int64_t r = r0; r < r1; ++r) {
             const std::byte* row = m.weight + row_bytes(cols) * static_cast<std::size_t>(r);
             float* o = out + (r - r0) * cols;
-            load_row_params(m.scales, m.scales_type, r, ng, sc.data());
-            load_row_params(m.biases, m.scales_type, r, ng, sc.data() + ng);
+            load_row_params(m.scales, m.config.scale_type, r, ng, sc.data());
+            load_row_params(m.biases, m.config.scale_type, r, ng, sc.data() + ng);
             for (std::int64_t g = 0; g < ng; ++g) {
                 const fbatch s(sc[g]), b(sc[ng + g]);
                 for (int j = 0; j < G; j += 32) {
@@ -395,8 +395,8 @@ struct affine_kernels {
             const std::byte* row = m.weight + row_bytes(cols) * static_cast<std::size_t>(r);
             double acc = 0.0;
             for (std::int64_t g = 0; g < ng; ++g) {
-                const float s = qlib::load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + g));
-                const float b = qlib::load_as_f32(m.scales_type, m.biases, static_cast<std::size_t>(r * ng + g));
+                const float s = qlib::load_as_f32(m.config.scale_type, m.scales, static_cast<std::size_t>(r * ng + g));
+                const float b = qlib::load_as_f32(m.config.scale_type, m.biases, static_cast<std::size_t>(r * ng + g));
                 double qx = 0.0, xs = 0.0;
                 for (int j = 0; j < G; ++j) {
                     qx += static_cast<double>(unpack_ref(row, B, g * G + j)) * x[g * G + j];
@@ -420,8 +420,8 @@ struct affine_kernels {
         group_sums(x, cols, xs);
         for (std::int64_t r = r0; r < r1; ++r) {
             const std::byte* row = m.weight + row_bytes(cols) * static_cast<std::size_t>(r);
-            load_row_params(m.scales, m.scales_type, r, ng, s);
-            load_row_params(m.biases, m.scales_type, r, ng, b);
+            load_row_params(m.scales, m.config.scale_type, r, ng, s);
+            load_row_params(m.biases, m.config.scale_type, r, ng, b);
             fbatch tot(0.0f);
             float bias_term = 0.0f;
             for (std::int64_t g = 0; g < ng; ++g) {
@@ -459,8 +459,8 @@ struct affine_kernels {
             for (std::int64_t t = 0; t < a.n; ++t) {
                 double acc = 0.0;
                 for (std::int64_t g = 0; g < ng; ++g) {
-                    const double s = qlib::load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + g));
-                    const double b = qlib::load_as_f32(m.scales_type, m.biases, static_cast<std::size_t>(r * ng + g));
+                    const double s = qlib::load_as_f32(m.config.scale_type, m.scales, static_cast<std::size_t>(r * ng + g));
+                    const double b = qlib::load_as_f32(m.config.scale_type, m.biases, static_cast<std::size_t>(r * ng + g));
                     std::int64_t dot = 0;
                     for (std::int64_t j = g * G; j < (g + 1) * G; ++j)
                         dot += static_cast<std::int64_t>(unpack_ref(row, B, j)) * a.codes(t)[j];
@@ -609,7 +609,7 @@ struct affine_kernels {
                           std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
         constexpr int RT = 4;  // rows per tile
         const std::int64_t cols = m.cols, ng = cols / G;
-        const std::size_t rb = row_bytes(cols), es = dtype_size(m.scales_type);
+        const std::size_t rb = row_bytes(cols), es = dtype_size(m.config.scale_type);
         auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng));
         float* s = sc.data();
         float* b = s + RT * ng;
@@ -620,9 +620,9 @@ struct affine_kernels {
                 _mm_prefetch(reinterpret_cast<const char*>(m.scales + pb + o), _MM_HINT_T0);
                 _mm_prefetch(reinterpret_cast<const char*>(m.biases + pb + o), _MM_HINT_T0);
             }
-            kernels::convert_to_f32(m.scales + static_cast<std::size_t>(r * ng) * es, m.scales_type, s,
+            kernels::convert_to_f32(m.scales + static_cast<std::size_t>(r * ng) * es, m.config.scale_type, s,
                                     static_cast<std::size_t>(R * ng));
-            kernels::convert_to_f32(m.biases + static_cast<std::size_t>(r * ng) * es, m.scales_type, b,
+            kernels::convert_to_f32(m.biases + static_cast<std::size_t>(r * ng) * es, m.config.scale_type, b,
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {

@@ -205,7 +205,6 @@ QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_
     v.config.scheme = quant_scheme::none;
     v.config.bits = static_cast<int>(dtype_size(w.type) * 8);
     v.config.group_size = 0;
-    v.config.scale_type = w.type;
     v.rows = w.ndim() == 2 ? w.dim(0) : 1;
     v.cols = w.ndim() == 2 ? w.dim(1) : w.dim(0);
     if (w.numel() < 0 || static_cast<std::uint64_t>(w.numel()) * dtype_size(w.type) != w.nbytes())
@@ -213,7 +212,7 @@ QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_
                                     w.nbytes(), " bytes");
     v.weight = w.data.data();
     v.weight_type = w.type;
-    v.scales_type = w.type;
+    v.config.scale_type = w.type;
     return v;
 }
 

@@ -164,7 +164,7 @@ struct fixed_table_kernels {
     }
 
     static void load_scales(const qmatrix_view& m, std::int64_t r, float* out) {
-        load_row_params(m.scales, m.scales_type, r, m.cols / G, out);
+        load_row_params(m.scales, m.config.scale_type, r, m.cols / G, out);
     }
 
     static void dequantize_rows_ref(const qmatrix_view& m, std::int64_t r0, std::int64_t r1, float* out) {
@@ -172,7 +172,7 @@ struct fixed_table_kernels {
         for (std::int64_t r = r0; r < r1; ++r) {
             const std::byte* row = m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r);
             for (std::int64_t c = 0; c < m.cols; ++c) {
-                const float s = load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + c / G));
+                const float s = load_as_f32(m.config.scale_type, m.scales, static_cast<std::size_t>(r * ng + c / G));
                 out[(r - r0) * m.cols + c] = Table::values[unpack_ref(row, 4, c)] * s;
             }
         }
@@ -199,7 +199,7 @@ struct fixed_table_kernels {
                 double a = 0.0;
                 for (int j = 0; j < G; ++j)
                     a += static_cast<double>(Table::values[unpack_ref(row, 4, g * G + j)]) * x[g * G + j];
-                acc += a * load_as_f32(m.scales_type, m.scales, static_cast<std::size_t>(r * ng + g));
+                acc += a * load_as_f32(m.config.scale_type, m.scales, static_cast<std::size_t>(r * ng + g));
             }
             y[r] = static_cast<float>(acc);
         }

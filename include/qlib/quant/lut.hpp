@@ -236,7 +236,7 @@ struct lut_kernels {
 
     /// Table t of m as f32.
     static void load_table(const qmatrix_view& m, std::int64_t t, float* out) {
-        for (int i = 0; i < K; ++i) out[i] = load_as_f32(m.scales_type, m.lut, static_cast<std::size_t>(t * K + i));
+        for (int i = 0; i < K; ++i) out[i] = load_as_f32(m.config.scale_type, m.lut, static_cast<std::size_t>(t * K + i));
     }
 
     [[nodiscard]] static quantized_tensor quantize(std::span<const float> w, std::int64_t rows, std::int64_t cols,
@@ -285,7 +285,7 @@ struct lut_kernels {
             const std::byte* row = m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r);
             const auto base = static_cast<std::size_t>(Spec::table_of(r) * K);
             for (std::int64_t c = 0; c < m.cols; ++c)
-                out[(r - r0) * m.cols + c] = load_as_f32(m.scales_type, m.lut, base + unpack_ref(row, B, c));
+                out[(r - r0) * m.cols + c] = load_as_f32(m.config.scale_type, m.lut, base + unpack_ref(row, B, c));
         }
     }
 
@@ -309,7 +309,7 @@ struct lut_kernels {
             const auto base = static_cast<std::size_t>(Spec::table_of(r) * K);
             double acc = 0.0;
             for (std::int64_t c = 0; c < m.cols; ++c)
-                acc += static_cast<double>(load_as_f32(m.scales_type, m.lut, base + unpack_ref(row, B, c))) * x[c];
+                acc += static_cast<double>(load_as_f32(m.config.scale_type, m.lut, base + unpack_ref(row, B, c))) * x[c];
             y[r] = static_cast<float>(acc);
         }
     }

@@ -92,7 +92,7 @@ struct qmatrix_view {
     const std::byte* scales = nullptr;
     const std::byte* biases = nullptr;  // affine biases, or symmetric zero points (int8)
     const std::byte* lut = nullptr;     // lut tables [tables, 2^bits]
-    dtype scales_type = dtype::f32;     // also the dtype of biases and lut
+    // config.scale_type is the dtype of scales, biases and lut as stored.
 };
 
 /// A view over an owned quantized tensor.
@@ -109,8 +109,8 @@ struct qmatrix_view {
     v.scales = ptr("scales");
     v.biases = q.config.scheme == quant_scheme::symmetric ? ptr("zero_point") : ptr("biases");
     v.lut = ptr("lut");
-    if (auto* s = q.find("scales")) v.scales_type = s->type;
-    else if (auto* l = q.find("lut")) v.scales_type = l->type;
+    if (auto* s = q.find("scales")) v.config.scale_type = s->type;
+    else if (auto* l = q.find("lut")) v.config.scale_type = l->type;
     return v;
 }
 

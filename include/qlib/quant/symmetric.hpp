@@ -113,7 +113,7 @@ struct symmetric_kernels {
         for (std::int64_t r = r0; r < r1; ++r)
             for (std::int64_t g = 0; g < ng; ++g) {
                 const auto k = static_cast<std::size_t>(r * ng + g);
-                const float s = qlib::load_as_f32(m.scales_type, m.scales, k);
+                const float s = qlib::load_as_f32(m.config.scale_type, m.scales, k);
                 const int zp = Spec::zero_point ? static_cast<std::int8_t>(m.biases[k]) : 0;
                 dequantize_group(reinterpret_cast<const std::int8_t*>(m.weight) + r * cols + g * gl, gl, s, zp,
                                  out + (r - r0) * cols + g * gl, simd);
@@ -134,7 +134,7 @@ struct symmetric_kernels {
             double acc = 0.0;
             for (std::int64_t g = 0; g < ng; ++g) {
                 const auto k = static_cast<std::size_t>(r * ng + g);
-                const double s = qlib::load_as_f32(m.scales_type, m.scales, k);
+                const double s = qlib::load_as_f32(m.config.scale_type, m.scales, k);
                 const int zp = Spec::zero_point ? static_cast<std::int8_t>(m.biases[k]) : 0;
                 double d = 0.0;
                 for (std::int64_t j = 0; j < gl; ++j) d += static_cast<double>(w[r * cols + g * gl + j] - zp) * x[g * gl + j];
@@ -159,7 +159,7 @@ struct symmetric_kernels {
             }
         for (std::int64_t r = r0; r < r1; ++r) {
             const std::byte* row = m.weight + r * cols;
-            load_row_params(m.scales, m.scales_type, r, ng, s);
+            load_row_params(m.scales, m.config.scale_type, r, ng, s);
             fbatch tot(0.0f);
             float tail = 0.0f;
             for (std::int64_t g = 0; g < ng; ++g) {
