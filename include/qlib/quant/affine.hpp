@@ -480,6 +480,12 @@ struct affine_kernels {
     /// Software prefetch distance in rows: a tile interleaves R row streams, which the hardware
     /// prefetcher follows poorly; fetching PF rows ahead brings decode near the DRAM read rate.
     static constexpr int PF = 8;
+    /// Prefetches piece k (of `bytes`) of the R contiguous rows PF rows below w, taking the pieces in
+    /// address order: a tile visits its rows' chunks interleaved (row 0 chunk c, row 1 chunk c, ...),
+    /// and prefetching in that order left the tile as R short streams (~1.4x slower from DRAM here).
+    static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
+        _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T0);
+    }
     template <int R, int T>
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
@@ -499,7 +505,7 @@ struct affine_kernels {
                 }
                 for (int i = 0; i < R; ++i) {
                     const std::byte* p = w + i * rb + static_cast<std::size_t>(c * 8 * B);
-                    _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                    prefetch_ahead(w, rb, c * R + i, 8 * B);
                     const __m512i q = kernels::unpack64<B>(p, Half);
                     const __m512 two = _mm512_maskz_loadu_ps(Half ? 1 : 3, s + i * ng + 2 * c);
                     const __m512 sv =
@@ -525,7 +531,7 @@ struct affine_kernels {
                     for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
                     for (int k = 0; k < CPG; ++k) {
                         const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 64 * k) * B / 8);
-                        _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                        prefetch_ahead(w, rb, (g * CPG + k) * R + i, 8 * B);
                         const __m512i q = kernels::unpack64<B>(p);
                         for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], q, xq[k][t]);
                     }
@@ -572,7 +578,7 @@ struct affine_kernels {
             const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - g0)) - 1u);
             for (int i = 0; i < R; ++i) {
                 const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
-                _mm_prefetch(reinterpret_cast<const char*>(p + PF * rb), _MM_HINT_T0);
+                prefetch_ahead(w, rb, c * R + i, 64);
                 const __m512i v = bytes == ~__mmask64{0} ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes, p);
                 const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
                 const __m512 sv = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + g0));
