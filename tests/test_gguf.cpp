@@ -654,6 +654,9 @@ TEST_CASE("export mapping of aidreams-260k", "[gguf][export]") {
     CHECK(f.at("tokenizer.ggml.unknown_token_id").as<std::uint32_t>() == 0);
     CHECK(f.at("tokenizer.ggml.add_bos_token").as<bool>());
     CHECK_FALSE(f.at("tokenizer.ggml.add_eos_token").as<bool>());
+    // Written without the tokenizer.json text: a tokenizer cannot come from this file alone.
+    CHECK(f.find("tokenizer.huggingface.json") == nullptr);
+    CHECK_THROWS_WITH(qlib::tokenizer::from_gguf(f), Catch::Contains("no tokenizer.huggingface.json"));
 
     // Q rows are interleaved per head: GGUF row 2i+j of head h = HF row h*16 + j*8 + i.
     const qlib::safetensors_model st(model);

@@ -462,6 +462,18 @@ TEST_CASE("GGUF written by qlib-convert runs with the same logits", "[model][ggu
         CHECK(g.rope_interleaved() == (g.config().model_type == "llama"));
         CHECK(g.config().num_kv_heads == qlib::model::load(in).config().num_kv_heads);
         CHECK(max_rel_diff(all_logits(g, probe_ids), all_logits(qlib::model::load(in), probe_ids), 512) < 1e-5);
+        // No tokenizer.json beside the single-file output: the embedded one gives the same tokenizer.
+        REQUIRE_FALSE(fs::exists(tmp / "tokenizer.json"));
+        const auto want = qlib::tokenizer::from_directory(in);
+        const auto got = qlib::tokenizer::for_model(out);
+        for (const char* text : {"The machine", " hello  world\n<s>x", "Zürich 2026!"}) {
+            CHECK(got.encode(text, true) == want.encode(text, true));
+            CHECK(got.encode(text) == want.encode(text));
+        }
+        CHECK(got.bos_id() == want.bos_id());
+        CHECK(got.eos_ids().front() == want.eos_ids().front());
+        CHECK(got.adds_bos() == want.adds_bos());
+        CHECK(got.chat_template() == want.chat_template());
     }
 }
 

@@ -166,16 +166,16 @@ int run(int argc, char** argv) {
         qlib::detail::raise<qlib::argument_error>("run", "", "give one of --prompt, --chat, --perplexity, --tokenize");
     if (max_new < 0) qlib::detail::raise<qlib::argument_error>("run", "", "-n must be >= 0");
 
-    // Tokenizing needs no weights (works on a tokenizer-only directory).
+    // Tokenizing needs no weights (works on a tokenizer-only directory or a GGUF).
     if (tokenize) {
-        const auto tok = qlib::tokenizer::from_directory(model_path);
+        const auto tok = qlib::tokenizer::for_model(model_path);
         print_ids(tok.encode(*tokenize, special), json);
         return 0;
     }
 
     const auto t0 = std::chrono::steady_clock::now();
     const qlib::model m = qlib::model::load(model_path, {.use_mmap = !no_mmap});
-    const auto tok = qlib::tokenizer::from_directory(m.directory());
+    const auto tok = qlib::tokenizer::for_model(model_path);
     qlib::spin_pool pool(threads);
     qlib::session s(m, pool, ctx);
     const double load_s = seconds_since(t0);

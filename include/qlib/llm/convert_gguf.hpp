@@ -64,7 +64,8 @@ inline conversion_summary convert_model_gguf(const std::filesystem::path& input,
         single_file ? output : *dir / detail::cat(plan.name, "-", ggml_type_name(wanted), ".gguf");
 
     gguf_writer writer(file);
-    write_gguf_metadata(writer, plan, tok, gguf_file_type(wanted));
+    const auto tokenizer_json = detail::load_json_file(input / "tokenizer.json", "convert");
+    write_gguf_metadata(writer, plan, tok, gguf_file_type(wanted), std::string_view(tokenizer_json.data(), tokenizer_json.size()));
 
     conversion_summary summary;
     summary.tensors.resize(plan.tensors.size());

@@ -316,8 +316,10 @@ struct gguf_export_plan {
 // --- metadata -----------------------------------------------------------------------------------
 
 /// Writes general.*, `<arch>.*` and tokenizer.* keys. `file_type` is general.file_type (gguf_file_type()).
+/// `tokenizer_json`, when given, is embedded as tokenizer.huggingface.json, so the file alone runs
+/// under qlib (tokenizer::from_gguf); llama.cpp reads the tokenizer.ggml.* keys.
 inline void write_gguf_metadata(gguf_writer& w, const gguf_export_plan& plan, const tokenizer& tok,
-                                std::uint32_t file_type) {
+                                std::uint32_t file_type, std::string_view tokenizer_json = {}) {
     const model_config& c = plan.config;
     const std::string& a = plan.arch;
     auto u32 = [](std::int64_t v, std::string_view what) {
@@ -383,6 +385,7 @@ inline void write_gguf_metadata(gguf_writer& w, const gguf_export_plan& plan, co
     w.set("tokenizer.ggml.add_bos_token", tok.adds_bos());
     w.set("tokenizer.ggml.add_eos_token", tok.adds_eos());
     if (!tok.chat_template().empty()) w.set("tokenizer.chat_template", std::string_view(tok.chat_template()));
+    if (!tokenizer_json.empty()) w.set("tokenizer.huggingface.json", tokenizer_json);
 }
 
 }  // namespace qlib

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "qlib/core/error.hpp"
+#include "qlib/io/gguf.hpp"
 #include "qlib/llm/json_node.hpp"
 #include "qlib/llm/pretokenize.hpp"
 #include "qlib/llm/unicode.hpp"
@@ -147,12 +148,57 @@ public:
                           std::filesystem::is_regular_file(generation) ? generation : std::filesystem::path{});
     }
 
+    /// The tokenizer of a model path: DIR/tokenizer.json for a directory; for a .gguf file, the
+    /// tokenizer.json next to it when there is one, else the one embedded in the file.
+    static tokenizer for_model(const std::filesystem::path& model) {
+        if (std::filesystem::is_directory(model) || model.extension() != ".gguf") return from_directory(model);
+        const auto dir = model.parent_path().empty() ? std::filesystem::path(".") : model.parent_path();
+        if (std::filesystem::is_regular_file(dir / "tokenizer.json")) return from_directory(dir);
+        return from_gguf(gguf_file(model));
+    }
+
+    /// Loads the Hugging Face tokenizer.json a GGUF embeds under the spec's tokenizer.huggingface.json
+    /// key (qlib-convert writes it), with BOS/EOS, add_bos/add_eos and the chat template taken from
+    /// the tokenizer.* keys beside it, as tokenizer_config.json would give them.
+    static tokenizer from_gguf(const gguf_file& g) {
+        const std::string file = g.path().string();
+        const gguf_value* json = g.find("tokenizer.huggingface.json");
+        if (!json)
+            detail::raise<io_error>(component, file, "no tokenizer.json next to this GGUF and no tokenizer.huggingface.json "
+                                                     "inside it (copy the model's tokenizer.json and tokenizer_config.json beside it)");
+        tokenizer t;
+        const std::string_view text = json->as_string();
+        t.load_tokenizer_json(simdjson::padded_string(text.data(), text.size()), file + ": tokenizer.huggingface.json");
+        const auto limit = static_cast<std::int64_t>(t.tokens_.size());
+        auto id = [&](std::string_view key) -> std::optional<std::int32_t> {
+            const gguf_value* v = g.find(key);
+            if (!v) return std::nullopt;
+            const std::int64_t i = v->as_int();
+            if (i < 0 || i >= limit)
+                detail::raise<format_error>(component, file, key, " = ", i, " is outside the vocabulary [0, ", limit, ")");
+            return static_cast<std::int32_t>(i);
+        };
+        auto flag = [&](std::string_view key) -> std::optional<bool> {
+            const gguf_value* v = g.find(key);
+            return v ? std::optional(v->as<bool>()) : std::nullopt;
+        };
+        if (const auto b = id("tokenizer.ggml.bos_token_id")) t.bos_ = b;
+        if (const auto e = id("tokenizer.ggml.eos_token_id")) t.add_eos(*e);
+        if (const auto u = id("tokenizer.ggml.unknown_token_id")) t.unk_ = u;
+        if (const auto p = id("tokenizer.ggml.padding_token_id")) t.pad_ = p;
+        t.config_add_bos_ = flag("tokenizer.ggml.add_bos_token");
+        t.config_add_eos_ = flag("tokenizer.ggml.add_eos_token");
+        if (const gguf_value* c = g.find("tokenizer.chat_template")) t.chat_template_ = std::string(c->as_string());
+        t.finish_specials();
+        return t;
+    }
+
     /// Loads the given files; empty config paths are skipped.
     static tokenizer from_files(const std::filesystem::path& tokenizer_json,
                                 const std::filesystem::path& tokenizer_config = {},
                                 const std::filesystem::path& generation_config = {}) {
         tokenizer t;
-        t.load_tokenizer_json(tokenizer_json);
+        t.load_tokenizer_json(detail::load_json_file(tokenizer_json, component), tokenizer_json.string());
         if (!tokenizer_config.empty()) t.load_tokenizer_config(tokenizer_config);
         if (!generation_config.empty()) t.load_generation_config(generation_config);
         t.finish_specials();
@@ -309,9 +355,8 @@ private:
     }
 
     // --- loading ----------------------------------------------------------------------------------
-    void load_tokenizer_json(const std::filesystem::path& path) {
-        const std::string file = path.string();
-        auto text = detail::load_json_file(path, component);
+    /// `file` names the source in errors.
+    void load_tokenizer_json(simdjson::padded_string text, const std::string& file) {
         simdjson::dom::parser parser;
         const auto root = detail::parse_json(parser, text, file, component);
         root.expect_object();
