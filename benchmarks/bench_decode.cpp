@@ -4,6 +4,8 @@
 //   qlib-gen-model --shape tinyllama-1.1b --dtype f32 --out /tmp/tinyllama
 // and converted with qlib-convert -q --q-bits 4 / --q-mode q4_0 --format gguf ...). Without it a small
 // random Llama (8 layers, dim 512) is generated in a temporary directory, so the binary runs anywhere.
+// QLIB_BENCH_NO_MMAP=1 copies the weights into ordinary memory (qlib-run --no-mmap): the kernel may
+// page out idle file-backed memory, which makes mapped-weight timings noisy.
 // Decode counters: GB/s = bytes a token reads (model::bytes_per_token) x tok/s; of_read = that over
 // a streaming read of as many bytes by as many threads, measured in the same run.
 #include <benchmark/benchmark.h>
@@ -43,7 +45,8 @@ struct fixture {
             qlib::write_random_model(generated, c, {qlib::dtype::f32, 1});
             path = generated;
         }
-        m = std::make_unique<qlib::model>(qlib::model::load(path));
+        const char* no_mmap = std::getenv("QLIB_BENCH_NO_MMAP");
+        m = std::make_unique<qlib::model>(qlib::model::load(path, {.use_mmap = !no_mmap || std::string(no_mmap) == "0"}));
     }
     ~fixture() {
         std::error_code ec;
@@ -65,6 +68,9 @@ void BM_decode(benchmark::State& state) {
     qlib::session s(m, pool, 512);
     const std::int64_t V = m.config().vocab_size;
     std::int64_t i = 0;
+    // One untimed token first: with mapped weights it pays the page faults of the first touch.
+    const std::int32_t first = token(i++, V);
+    benchmark::DoNotOptimize(s.forward(std::span(&first, 1)).data());
     const auto t0 = std::chrono::steady_clock::now();
     for (auto _ : state) {
         if (s.position() >= 256) s.reset();

@@ -306,6 +306,12 @@ TEST_CASE("ggml kernels read misaligned (memory-mapped) blocks and run concurren
         dequantize_rows(mis, 0, rows, d_mis.data());
         CHECK(y == y_mis);
         CHECK(d == d_mis);
+        // Batched: the pair kernels hold two misaligned rows at once (one copy buffer each).
+        const std::vector<float> xs = gaussian(5 * cols, 1.0f, 23);
+        std::vector<float> ym(5 * rows), ym_mis(5 * rows);
+        matmul(v, xs.data(), 5, ym.data(), 0, rows);
+        matmul(mis, xs.data(), 5, ym_mis.data(), 0, rows);
+        CHECK(ym == ym_mis);
         std::thread t1([&] { matvec(mis, x.data(), y_par.data(), 0, rows / 2); });
         std::thread t2([&] { matvec(v, x.data(), y_par.data(), rows / 2, rows); });
         t1.join();
