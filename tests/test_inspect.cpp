@@ -36,6 +36,29 @@ TEST_CASE("qlib-inspect lists a model directory and an NPZ, as text and as JSON"
     CHECK(npz_json.find("\"dtype\":\"I8\"") != std::string::npos);
 }
 
+TEST_CASE("qlib-inspect lists a GGUF's metadata and tensors", "[inspect][cli][gguf]") {
+    REQUIRE(std::filesystem::exists(exe));
+    qlib_test::temp_dir tmp("inspect-gguf");
+    const auto convert = qlib_test::binary_dir() / "examples" / "qlib-convert" / "qlib-convert";
+    const auto model = qlib_test::shared_dir() / "models" / "aidreams-260k";
+    const auto gguf = tmp / "a.gguf";
+    REQUIRE(qlib_test::run(convert.string() + " --hf-path " + model.string() + " --out " + gguf.string() +
+                           " -q --q-mode q8_0 --format gguf > /dev/null 2>&1") == 0);
+    REQUIRE(qlib_test::run(exe.string() + " " + gguf.string() + " > " + (tmp / "list.txt").string()) == 0);
+    const auto text = qlib_test::read_bytes(tmp / "list.txt");
+    CHECK(text.find("general.architecture  string  \"llama\"") != std::string::npos);
+    CHECK(text.find("tokenizer.ggml.tokens  array  [512 x string]") != std::string::npos);
+    CHECK(text.find("blk.3.ffn_down.weight") != std::string::npos);
+    REQUIRE(qlib_test::run(exe.string() + " --json " + gguf.string() + " > " + (tmp / "list.json").string()) == 0);
+    const std::string check = "import json,sys\n"
+                              "t={x['name']:x for x in json.load(open(sys.argv[1]))}\n"
+                              "e=t['token_embd.weight']\n"
+                              "assert e['dtype']=='Q8_0' and e['shape']==[512,64] and e['nbytes']==512*2*34, e\n"
+                              "assert t['output_norm.weight']['dtype']=='F32'\n";
+    qlib_test::write_bytes(tmp / "check.py", check);
+    CHECK(qlib_test::run("/usr/bin/python3 " + (tmp / "check.py").string() + " " + (tmp / "list.json").string()) == 0);
+}
+
 TEST_CASE("qlib-inspect fails with one line naming the file on a corrupt input", "[inspect][cli]") {
     REQUIRE(std::filesystem::exists(exe));
     qlib_test::temp_dir tmp("inspect-bad");
