@@ -21,6 +21,7 @@
 
 #include "qlib/core/dtype.hpp"
 #include "qlib/core/error.hpp"
+#include "qlib/kernels/float_rows.hpp"
 #include "qlib/kernels/simd.hpp"
 #include "qlib/quant/affine.hpp"
 #include "qlib/quant/lut.hpp"

@@ -13,7 +13,7 @@
 #include "qlib/core/error.hpp"
 #include "qlib/core/tensor_view.hpp"
 #include "qlib/kernels/simd.hpp"
-#include "qlib/quant/affine.hpp"
+#include "qlib/kernels/float_rows.hpp"
 #include "qlib/quant/scheme.hpp"
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN

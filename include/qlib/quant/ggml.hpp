@@ -1152,6 +1152,7 @@ const typename P::act* ggml_activations(const float* x, std::int64_t n, std::int
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define QLIB_GGML_PAIR_KERNELS 1
 /// q8_0 activations re-laid once per call for the 512-bit row kernels, which take two weight blocks
 /// per vector: the codes of each block pair contiguous in the order the weights unpack to, the sum of
 /// each 4 codes (one dpbusd lane) times the weights' unsigned offset, and each lane's block scale.
@@ -1346,7 +1347,7 @@ struct ggml_family {
                 for (; r + RT <= r1; r += RT) rows_from(r, std::integral_constant<int, RT>{});
                 for (; r < r1; ++r) rows_from(r, ic{});
             };
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
                 const auto& pairs = detail::lay_out_pairs<nibbles>(a, n, nb);
