@@ -7,6 +7,15 @@
 
 namespace {
 const std::filesystem::path exe = qlib_test::binary_dir() / "examples" / "qlib-inspect" / "qlib-inspect";
+
+/// Runs `qlib-inspect --json path` and then Python's `asserts` over t, the listing keyed by name
+/// (a, the raw list); true when both succeed.
+bool json_listing_passes(const qlib_test::temp_dir& tmp, const std::filesystem::path& path, const std::string& asserts) {
+    const auto listing = tmp / "list.json", script = tmp / "check.py";
+    if (qlib_test::run(exe.string() + " --json " + path.string() + " > " + listing.string()) != 0) return false;
+    qlib_test::write_bytes(script, "import json,sys\na=json.load(open(sys.argv[1]))\nt={x['name']:x for x in a}\n" + asserts);
+    return qlib_test::run("/usr/bin/python3 " + script.string() + " " + listing.string()) == 0;
+}
 }
 
 TEST_CASE("qlib-inspect lists a model directory and an NPZ, as text and as JSON", "[inspect][cli]") {
@@ -16,15 +25,10 @@ TEST_CASE("qlib-inspect lists a model directory and an NPZ, as text and as JSON"
     REQUIRE(qlib_test::run(exe.string() + " " + model.string() + " > " + (tmp / "list.txt").string()) == 0);
     CHECK(qlib_test::read_bytes(tmp / "list.txt").find("model.layers.3.mlp.down_proj.weight") != std::string::npos);
 
-    REQUIRE(qlib_test::run(exe.string() + " --json " + model.string() + " > " + (tmp / "list.json").string()) == 0);
-    const std::string check = "import json,sys\n"
-                              "a=json.load(open(sys.argv[1]))\n"
-                              "t={x['name']:x for x in a}\n"
+    CHECK(json_listing_passes(tmp, model,
                               "e=t['model.embed_tokens.weight']\n"
                               "assert e['dtype']=='F32' and e['shape']==[512,64] and e['nbytes']==512*64*4, e\n"
-                              "assert all(set(x)>={'name','dtype','shape','offset','nbytes'} for x in a)\n";
-    qlib_test::write_bytes(tmp / "check.py", check);
-    CHECK(qlib_test::run("/usr/bin/python3 " + (tmp / "check.py").string() + " " + (tmp / "list.json").string()) == 0);
+                              "assert all(set(x)>={'name','dtype','shape','offset','nbytes'} for x in a)\n"));
 
     std::vector<std::int8_t> q(6, 3);
     qlib::npz_writer npz(tmp / "w.npz");
@@ -49,14 +53,10 @@ TEST_CASE("qlib-inspect lists a GGUF's metadata and tensors", "[inspect][cli][gg
     CHECK(text.find("general.architecture  string  \"llama\"") != std::string::npos);
     CHECK(text.find("tokenizer.ggml.tokens  array  [512 x string]") != std::string::npos);
     CHECK(text.find("blk.3.ffn_down.weight") != std::string::npos);
-    REQUIRE(qlib_test::run(exe.string() + " --json " + gguf.string() + " > " + (tmp / "list.json").string()) == 0);
-    const std::string check = "import json,sys\n"
-                              "t={x['name']:x for x in json.load(open(sys.argv[1]))}\n"
+    CHECK(json_listing_passes(tmp, gguf,
                               "e=t['token_embd.weight']\n"
                               "assert e['dtype']=='Q8_0' and e['shape']==[512,64] and e['nbytes']==512*2*34, e\n"
-                              "assert t['output_norm.weight']['dtype']=='F32'\n";
-    qlib_test::write_bytes(tmp / "check.py", check);
-    CHECK(qlib_test::run("/usr/bin/python3 " + (tmp / "check.py").string() + " " + (tmp / "list.json").string()) == 0);
+                              "assert t['output_norm.weight']['dtype']=='F32'\n"));
 }
 
 TEST_CASE("qlib-inspect fails with one line naming the file on a corrupt input", "[inspect][cli]") {
