@@ -1,7 +1,8 @@
 // ggml block kernels on one thread over a beyond-cache 11008x4096 matrix. Bytes (SetBytesProcessed)
 // are the f32 bytes of the logical matrix (rows*cols*4), as llama.cpp's test-quantize-perf counts
 // them, for quantize, dequantize and vec_dot (matvec) alike; BM_memcpy copies the same f32 matrix as
-// the memory-bandwidth reference.
+// the memory-bandwidth reference. BM_matmul64 multiplies the matrix by 64 activation rows (a prompt's
+// batch, compute-bound) and counts multiply-adds: its GMAC/s counter.
 // Run e.g.: bench_ggml --benchmark_min_time=0.5 --benchmark_filter='q4_0|q8_0|memcpy'
 #include <benchmark/benchmark.h>
 
@@ -92,6 +93,19 @@ void BM_vec_dot(benchmark::State& st, quant_scheme s) {
     set_bytes(st);
 }
 
+void BM_matmul64(benchmark::State& st, quant_scheme s) {
+    constexpr std::int64_t n = 64;
+    const qmatrix_view v = view_of(quantized(s));
+    std::vector<float> x(static_cast<std::size_t>(n * cols)), y(static_cast<std::size_t>(n * rows));
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+    for (auto _ : st) {
+        ggml_family::matmul(v, x.data(), n, y.data(), 0, rows);
+        benchmark::DoNotOptimize(y.data());
+    }
+    st.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(st.iterations()) * n * rows * cols / 1e9,
+                                               benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 BENCHMARK(BM_memcpy)->Unit(benchmark::kMillisecond);
@@ -107,3 +121,7 @@ BENCHMARK_CAPTURE(BM_vec_dot, q5_0, quant_scheme::q5_0)->Unit(benchmark::kMillis
 BENCHMARK_CAPTURE(BM_vec_dot, q8_0, quant_scheme::q8_0)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_vec_dot, q4_K, quant_scheme::q4_k)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_vec_dot, q6_K, quant_scheme::q6_k)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_matmul64, q4_0, quant_scheme::q4_0)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_matmul64, q8_0, quant_scheme::q8_0)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_matmul64, q4_K, quant_scheme::q4_k)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_matmul64, q6_K, quant_scheme::q6_k)->Unit(benchmark::kMillisecond);

@@ -1123,7 +1123,7 @@ bool with_ggml_policy(quant_scheme s, F&& f) {
 
 /// Row r of a ggml matrix as blocks. Memory-mapped rows may be misaligned for the f16 members; those
 /// are copied to a per-thread buffer first, one per `slot` (rows a kernel holds at once).
-inline constexpr std::size_t ggml_row_slots = 2;
+inline constexpr std::size_t ggml_row_slots = 4;  // the most rows a tile holds (dot_pairs: 4)
 template <class P>
 const typename P::block* ggml_row(const qmatrix_view& m, std::int64_t r, std::size_t slot = 0) {
     using B = typename P::block;
@@ -1154,15 +1154,15 @@ const typename P::act* ggml_activations(const float* x, std::int64_t n, std::int
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define QLIB_GGML_PAIR_KERNELS 1
 /// q8_0 activations re-laid once per call for the 512-bit row kernels, which take two weight blocks
-/// per vector: the codes of each block pair contiguous in the order the weights unpack to, the sum of
-/// each 4 codes (one dpbusd lane) times the weights' unsigned offset, and each lane's block scale.
-/// Weights enter vpdpbusd as unsigned bytes: q4_0 codes as stored (offset 8), q8_0 codes xor 0x80
-/// (offset 128), so sum (w - o) a = dpbusd(w, a) - o * sum a, exact in int32.
+/// per vector: the codes of each block pair contiguous in the order the weights unpack to, and the
+/// pair's two block scales. Weights enter vpdpbusd as unsigned bytes: q4_0 codes as stored (offset 8),
+/// q8_0 codes xor 0x80 (offset 128), so sum (w - o) a = dpbusd(w, a) - dpbusd(o, a), exact in int32.
+/// 72 bytes per 64 activations: a prompt's activations stay in L2 where the offsets and per-lane
+/// scales (3x the codes) did not.
 struct q8_0_pairs {
-    std::int64_t pairs = 0;        // per activation row
-    std::vector<std::int8_t> q;    // [n, pairs, 64]
-    std::vector<std::int32_t> off;  // [n, pairs, 16]
-    std::vector<float> d;          // [n, pairs, 16]
+    std::int64_t pairs = 0;      // per activation row
+    std::vector<std::int8_t> q;  // [n, pairs, 64]
+    std::vector<float> d;        // [n, pairs, 2]
 };
 
 /// n activation rows of nb q8_0 blocks each. nibbles: q4_0 order, where a pair unpacks to (low
@@ -1172,7 +1172,7 @@ const q8_0_pairs& lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_
     thread_local q8_0_pairs p;
     p.pairs = nb / 2;
     const auto np = static_cast<std::size_t>(n * p.pairs);
-    p.q.resize(np * 64), p.off.resize(np * 16), p.d.resize(np * 16);
+    p.q.resize(np * 64), p.d.resize(np * 2);
     for (std::size_t i = 0; i < np; ++i) {
         const std::size_t t = i / static_cast<std::size_t>(p.pairs), j = i % static_cast<std::size_t>(p.pairs);
         const block_q8_0 &b0 = a[t * static_cast<std::size_t>(nb) + 2 * j], &b1 = a[t * static_cast<std::size_t>(nb) + 2 * j + 1];
@@ -1183,11 +1183,7 @@ const q8_0_pairs& lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_
         } else {
             std::memcpy(q, b0.qs, 32), std::memcpy(q + 32, b1.qs, 32);
         }
-        const float d0 = h2f(b0.d), d1 = h2f(b1.d);
-        for (std::size_t l = 0; l < 16; ++l) {
-            p.off[16 * i + l] = (nibbles ? 8 : 128) * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
-            p.d[16 * i + l] = (nibbles ? l / 4 % 2 : l / 8) != 0 ? d1 : d0;
-        }
+        p.d[2 * i] = h2f(b0.d), p.d[2 * i + 1] = h2f(b1.d);
     }
     return p;
 }
@@ -1204,9 +1200,10 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
     // Lane l of a pair belongs to block (nibbles ? l/4 % 2 : l/8).
     const __m512i which = nibbles ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
                                   : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i offset = _mm512_set1_epi8(static_cast<char>(nibbles ? 8 : 128));
     const std::int64_t np = nb / 2;
     // Forced inline: called out of line (GCC's choice once NR > 1) the accumulators go through memory.
-    auto pair = [&](std::int64_t i, __m512 (*acc)[NT]) __attribute__((always_inline)) {
+    auto pair = [&](std::int64_t i, __m512 (&acc)[NR][NT]) __attribute__((always_inline)) {
         __m512i w[NR];
         __m512 dw[NR];
         for (int j = 0; j < NR; ++j) {
@@ -1228,23 +1225,22 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
         }
         for (int t = 0; t < NT; ++t) {
             const std::size_t k = static_cast<std::size_t>((t0 + t) * np + i);
-            const __m512i xq = _mm512_loadu_si512(p.q.data() + 64 * k), off = _mm512_loadu_si512(p.off.data() + 16 * k);
-            const __m512 xd = _mm512_loadu_ps(p.d.data() + 16 * k);
-            for (int j = 0; j < NR; ++j) {
-                const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w[j], xq), off);
-                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[j], xd), acc[j][t]);
-            }
+            const __m512i xq = _mm512_loadu_si512(p.q.data() + 64 * k);
+            // dpbusd starts from -offset . a, so it yields sum (w - o) a directly.
+            const __m512i neg_off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xq));
+            const __m512 xd = _mm512_permutexvar_ps(
+                which, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p.d.data() + 2 * k)))));
+            for (int j = 0; j < NR; ++j)
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(neg_off, w[j], xq)), _mm512_mul_ps(dw[j], xd), acc[j][t]);
         }
     };
-    __m512 acc[2][NR][NT];  // two chains per element: FMA latency
+    __m512 acc[NR][NT];
     for (int j = 0; j < NR; ++j)
-        for (int t = 0; t < NT; ++t) acc[0][j][t] = acc[1][j][t] = _mm512_setzero_ps();
-    std::int64_t i = 0;
-    for (; i + 2 <= np; i += 2) pair(i, acc[0]), pair(i + 1, acc[1]);
-    if (i < np) pair(i, acc[0]);
+        for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
+    for (std::int64_t i = 0; i < np; ++i) pair(i, acc);
     for (int j = 0; j < NR; ++j)
         for (int t = 0; t < NT; ++t) {
-            out[j][t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][j][t], acc[1][j][t]));
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
             if (nb % 2 != 0) {
                 const block_q8_0* y = a + (t0 + t) * nb;
                 __m256 r = _mm256_setzero_ps();
@@ -1327,10 +1323,13 @@ struct ggml_family {
             using ic = std::integral_constant<int, 1>;
             const std::int64_t nb = m.cols / P::elems;
             const A* a = detail::ggml_activations<P>(x, n, m.cols);
+            // Activation rows go in chunks of about 256 KB (their quantized bytes), so that a chunk stays
+            // in L2 while every weight row of [r0, r1) passes over it.
+            const std::int64_t chunk = std::max<std::int64_t>(4, (std::int64_t{256} << 10) / (m.cols + m.cols / 8) / 4 * 4);
             // tile(NR, NT, rows, t0, out): out[j][t] for weight rows rows[0, NR) and activation rows
             // [t0, t0 + NT); rows go RT at a time, tokens 4 at a time.
             auto by_tiles = [&]<int RT>(std::integral_constant<int, RT>, auto tile) {
-                auto rows_from = [&]<int NR>(std::int64_t r, std::integral_constant<int, NR> nr) {
+                auto rows_from = [&]<int NR>(std::int64_t r, std::integral_constant<int, NR> nr, std::int64_t c0, std::int64_t c1) {
                     const block* rows[NR];
                     for (int j = 0; j < NR; ++j) rows[j] = detail::ggml_row<P>(m, r + j, j);
                     auto tokens_from = [&]<int NT>(std::int64_t t0, std::integral_constant<int, NT> nt) {
@@ -1339,13 +1338,16 @@ struct ggml_family {
                         for (int t = 0; t < NT; ++t)
                             for (int j = 0; j < NR; ++j) y[(t0 + t) * m.rows + r + j] = out[j][t];
                     };
-                    std::int64_t t = 0;
-                    for (; t + 4 <= n; t += 4) tokens_from(t, std::integral_constant<int, 4>{});
-                    for (; t < n; ++t) tokens_from(t, ic{});
+                    std::int64_t t = c0;
+                    for (; t + 4 <= c1; t += 4) tokens_from(t, std::integral_constant<int, 4>{});
+                    for (; t < c1; ++t) tokens_from(t, ic{});
                 };
-                std::int64_t r = r0;
-                for (; r + RT <= r1; r += RT) rows_from(r, std::integral_constant<int, RT>{});
-                for (; r < r1; ++r) rows_from(r, ic{});
+                for (std::int64_t c0 = 0; c0 < n; c0 += chunk) {
+                    const std::int64_t c1 = std::min(n, c0 + chunk);
+                    std::int64_t r = r0;
+                    for (; r + RT <= r1; r += RT) rows_from(r, std::integral_constant<int, RT>{}, c0, c1);
+                    for (; r < r1; ++r) rows_from(r, ic{}, c0, c1);
+                }
             };
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
@@ -1358,7 +1360,7 @@ struct ggml_family {
                 // Prompts (compute-bound) share each activation load between 2 rows; decoding reads one
                 // row at a time, a single stream the hardware prefetcher follows (2 rows at once made
                 // 2 short streams and ran 2.5x slower from DRAM here). Results are the same either way.
-                if (n >= 4) return by_tiles(std::integral_constant<int, 2>{}, tile);
+                if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, tile);
                 return by_tiles(ic{}, tile);
             }
 #endif
