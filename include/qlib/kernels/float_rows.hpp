@@ -3,6 +3,7 @@
 // widened in registers) against T activation rows, so each vector loaded feeds several FMAs. Formats
 // without integer kernels decode rows into a buffer and use the same tiles (matmul_by_decoded_rows);
 // float weights read their rows in place.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -44,8 +45,11 @@ void float_tile(const std::byte* const* w, const float* x, std::int64_t cols, fl
     }
     for (int i = 0; i < R; ++i)
         for (int t = 0; t < T; ++t) {
+            // std::fma: whether GCC contracts a plain a*b+c depends on how this loop was inlined and
+            // vectorised, which differs between tile shapes and would break matvec == matmul.
             float sum = kernels::reduce_add(acc[i][t]);
-            for (std::int64_t k = c; k < cols; ++k) sum += qlib::load_as_f32(D, w[i], static_cast<std::size_t>(k)) * x[t * cols + k];
+            for (std::int64_t k = c; k < cols; ++k)
+                sum = std::fma(qlib::load_as_f32(D, w[i], static_cast<std::size_t>(k)), x[t * cols + k], sum);
             out[t * R + i] = sum;
         }
 }

@@ -57,12 +57,15 @@ struct symmetric_kernels {
         float lo = w[0], hi = w[0];
         for (std::int64_t j = 1; j < n; ++j) lo = std::min(lo, w[j]), hi = std::max(hi, w[j]);
         const auto p = params(lo, hi);
+        quantize_values_ref(w, n, p, q);
+        return p;
+    }
+    static void quantize_values_ref(const float* w, std::int64_t n, symmetric_params p, std::int8_t* q) noexcept {
         for (std::int64_t j = 0; j < n; ++j) {
             const float v = p.scale == 0.0f ? 0.0f : std::rint(w[j] / p.scale) + static_cast<float>(p.zp);
             q[j] = static_cast<std::int8_t>(
                 std::clamp(v, static_cast<float>(Spec::q_min), static_cast<float>(Spec::q_max)));
         }
-        return p;
     }
 
     static symmetric_params quantize_group(const float* w, std::int64_t n, std::int8_t* q) noexcept {
@@ -90,9 +93,7 @@ struct symmetric_kernels {
             const fbatch v = xsimd::clip(xsimd::nearbyint(kernels::load_f32(w + j) / scale) + zp, qlo, qhi);
             kernels::store_bytes(xsimd::to_int(v), reinterpret_cast<std::uint8_t*>(q + j));
         }
-        for (; j < n; ++j)
-            q[j] = static_cast<std::int8_t>(std::clamp(std::rint(w[j] / p.scale) + static_cast<float>(p.zp),
-                                                       static_cast<float>(Spec::q_min), static_cast<float>(Spec::q_max)));
+        quantize_values_ref(w + j, n - j, p, q + j);
         return p;
     }
 
