@@ -84,6 +84,28 @@ inline float quantize_block_q8(const float* x, std::int64_t block, std::int8_t* 
                              _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v[k], id))));
         return d;
     }
+#elif defined(__AVX2__)
+    if (block % 32 == 0 && block <= 128) {
+        __m256 v[16];
+        __m256 amax = _mm256_setzero_ps();
+        const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+        const std::int64_t nv = block / 8;
+        for (std::int64_t k = 0; k < nv; ++k) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            amax = _mm256_max_ps(amax, _mm256_and_ps(v[k], abs_mask));
+        }
+        const float d = reduce_max(fbatch(amax)) / 127.0f;
+        const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        // The packs work per 128-bit lane: for vectors a..d they leave 4-code runs a0 b0 c0 d0 a1 b1 c1 d1.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (std::int64_t k = 0; k < nv; k += 4) {
+            __m256i c[4];
+            for (int j = 0; j < 4; ++j) c[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k + j], id));
+            const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 8 * k), _mm256_permutevar8x32_epi32(p, order));
+        }
+        return d;
+    }
 #endif
     return quantize_block_q8_ref(x, block, q);
 }

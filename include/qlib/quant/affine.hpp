@@ -388,11 +388,7 @@ struct affine_kernels {
         }
     }
 
-#if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
-    static constexpr bool has_int8_kernels = true;
-
-    /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
-    /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
+#if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
     /// Software prefetch distance in rows: a tile interleaves R row streams, which the hardware
     /// prefetcher follows poorly; fetching PF rows ahead brings decode near the DRAM read rate.
     static constexpr int PF = 16;
@@ -404,6 +400,15 @@ struct affine_kernels {
     static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
         _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T1);
     }
+#endif
+
+#if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
+    static constexpr bool has_int8_kernels = true;
+    static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
+    static constexpr bool offset_codes = false, natural_q4 = true;
+
+    /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
+    /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
     template <int R, int T>
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
@@ -527,16 +532,155 @@ struct affine_kernels {
         return _mm512_reduce_add_ps(acc);
     }
 
+#elif defined(__AVX2__)
+    // AVX2 without VNNI: vpmaddubsw (u8 x s8 -> pairs summed in int16) and vpmaddwd stand in for
+    // vpdpbusd. 4-bit codes (<= 15) cannot saturate the int16 pair sums; 8-bit codes (<= 255) could,
+    // so they are offset to q - 128 and multiplied as signed bytes (|q'| times x with q's sign, as
+    // llama.cpp's q8_0 x q8_0), and the 128 * sum(x codes) they drop is added back per group
+    // (offset_codes). Other widths have no byte-aligned layout to load and keep the float path.
+    static constexpr bool has_int8_kernels = B == 4 || B == 8;
+    static constexpr int tile_rows = 4, tile_tokens = 2;  // 8 ymm accumulators, the rest for operands
+    static constexpr bool offset_codes = B == 8, natural_q4 = false;
+
+    /// lane i = sum_{k<4} u[4i+k] * x[4i+k] for unsigned codes u <= 127.
+    [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+    }
+
+    /// 8-bit weights, natural order: a group's int32 dot products (G/32 chunks) scaled once.
+    template <int R, int T>
+    static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                        std::int64_t ystride, std::int64_t r) {
+        static_assert(B == 8, "tile_q8 (AVX2): 8-bit weights only");
+        const std::int64_t ng = cols / G;
+        const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+        __m256 acc[R][T];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm256_setzero_ps();
+        for (std::int64_t g = 0; g < ng; ++g)
+            for (int i = 0; i < R; ++i) {
+                __m256i dot[T];
+                for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+                for (int k = 0; k < G / 32; ++k) {
+                    const std::byte* p = w + i * rb + static_cast<std::size_t>(g * G + 32 * k);
+                    prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 32);
+                    const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), flip);
+                    const __m256i qa = _mm256_sign_epi8(q, q);  // |q - 128|; -128 reads back as 128 unsigned
+                    for (int t = 0; t < T; ++t) {
+                        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.codes(t0 + t) + g * G + 32 * k));
+                        dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, _mm256_sign_epi8(x, q)));
+                    }
+                }
+                for (int t = 0; t < T; ++t)
+                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_set1_ps(s[i * ng + g] * a.scales(t0 + t)[g]),
+                                                acc[i][t]);
+            }
+        store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
+    }
+
+    /// 4-bit weights over the nibble order of a (q8_activation::q4): the 64 packed bytes of a 128-code
+    /// chunk are two vectors whose low nibbles pair with 32 even-position codes and high nibbles with
+    /// the 32 odd ones; int32 lane l of half h sums codes [128c + 64h + 8l, +8), inside one group.
+    template <int R, int T>
+    static void tile_q4(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                        std::int64_t ystride, std::int64_t r) {
+        static_assert(B == 4, "tile_q4: 4-bit weights only");
+        constexpr int GPC = 128 / G;  // groups per 128-code chunk
+        alignas(32) static constexpr auto lane_group = [] {
+            std::array<std::int32_t, 16> g{};
+            for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
+            return g;
+        }();
+        const std::int64_t ng = cols / G;
+        const __m256i gidx[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data())),
+                                 _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data() + 8))};
+        const __m256i low = _mm256_set1_epi8(0x0F);
+        __m256 acc[R][T];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm256_setzero_ps();
+        // One loop over whole and partial chunks (a lambda per chunk kept the accumulators in memory).
+        alignas(32) std::byte tail[64];
+        const std::int64_t chunks = (cols + 127) / 128;
+        for (std::int64_t c = 0; c < chunks; ++c)
+            for (int i = 0; i < R; ++i) {
+                const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
+                prefetch_ahead(w, rb, c * R + i, 64);
+                if (128 * (c + 1) > cols) {  // the row's last 16, 32 or 48 bytes
+                    std::memset(tail, 0, sizeof tail);
+                    p = static_cast<const std::byte*>(std::memcpy(tail, p, static_cast<std::size_t>(cols % 128 / 2)));
+                }
+                // Four scales from the row's chunk groups (the scratch has slack past the last row).
+                const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(s + i * ng + c * GPC));
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
+                    const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    const __m256 sv = _mm256_permutevar8x32_ps(s4, gidx[h]);
+                    for (int t = 0; t < T; ++t) {
+                        const std::int8_t* x = a.codes4(t0 + t) + 128 * c + 32 * h;
+                        // Pair sums <= 2 * 15 * 127: the even and odd halves add in int16 before widening.
+                        const __m256i d16 = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
+                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64))));
+                        const __m256 dl = _mm256_loadu_ps(a.lane_scales4(t0 + t) + 16 * c + 8 * h);
+                        acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d16, _mm256_set1_epi16(1))),
+                                                    _mm256_mul_ps(dl, sv), acc[i][t]);
+                    }
+                }
+            }
+        store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
+    }
+
+    /// y = the tile's sums plus the bias terms b . xsum.
+    template <int R, int T>
+    static void store_tile(const __m256 (&acc)[R][T], const float* b, std::int64_t ng, const float* xsum,
+                           std::int64_t t0, float* y, std::int64_t ystride, std::int64_t r) noexcept {
+        for (int i = 0; i < R; ++i)
+            for (int t = 0; t < T; ++t)
+                y[(t0 + t) * ystride + r + i] = kernels::reduce_add(kernels::fbatch(acc[i][t])) +
+                                                dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
+    }
+
+    /// sum_i a[i]*b[i].
+    static float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
+        __m256 acc = _mm256_setzero_ps();
+        std::int64_t i = 0;
+        for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+        float sum = kernels::reduce_add(kernels::fbatch(acc));
+        for (; i < n; ++i) sum = std::fma(a[i], b[i], sum);
+        return sum;
+    }
+#endif
+
+#if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
     /// y[t*ystride + r] for all tokens of a and rows [r0, r1). 4-bit weights use the nibble-order kernel
-    /// when a carries that order (prepare builds it), else the shuffle kernel.
+    /// when a carries that order (prepare builds it), else the natural-order kernel.
     static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
                           std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
-        constexpr int RT = 4;  // rows per tile
+        // Without a natural-order 4-bit kernel, 4-bit weights need the nibble order (prepare builds it).
+        if constexpr (!has_int8_kernels) matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
+        else if (B == 4 && !natural_q4 && a.stride4 == 0) matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
+        else matmul_q8_tiles(m, a, xsum, y, ystride, r0, r1);
+    }
+    static void matmul_q8_tiles(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
+                                std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
+        constexpr int RT = tile_rows, TT = tile_tokens;
         const std::int64_t cols = m.cols, ng = cols / G;
         const std::size_t rb = row_bytes(cols), es = dtype_size(m.config.scale_type);
-        auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng));
+        // Scales and biases of a tile's rows, 4 floats of slack (tiles may load 4 scales at a time),
+        // and with offset codes each token's 128 * d_g * sum(codes of group g).
+        auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng + 4 + (offset_codes ? a.n * ng : 0)));
         float* s = sc.data();
         float* b = s + RT * ng;
+        float* xoff = b + RT * ng + 4;
+        if constexpr (offset_codes)
+            for (std::int64_t t = 0; t < a.n; ++t)
+                for (std::int64_t g = 0; g < ng; ++g) {
+                    std::int32_t sum = 0;
+                    for (std::int64_t j = g * G; j < (g + 1) * G; ++j) sum += a.codes(t)[j];
+                    xoff[t * ng + g] = 128.0f * a.scales(t)[g] * static_cast<float>(sum);
+                }
         auto rows_by = [&]<int R>(std::int64_t r, std::integral_constant<int, R>) {
             // The scales and biases are two more streams the hardware prefetcher does not follow well.
             const std::size_t pb = static_cast<std::size_t>((r + PF) * ng) * es, pn = static_cast<std::size_t>(R * ng) * es;
@@ -550,18 +694,22 @@ struct affine_kernels {
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
-                if constexpr (B == 4)
-                    if (a.stride4 != 0) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                if constexpr (B != 4) tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                else if constexpr (!natural_q4) tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                else if (a.stride4 != 0) tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                else tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
             };
             std::int64_t t = 0;
-            for (; t + 4 <= a.n; t += 4) tile(t, std::integral_constant<int, 4>{});
+            for (; t + TT <= a.n; t += TT) tile(t, std::integral_constant<int, TT>{});
             switch (a.n - t) {
                 case 3: tile(t, std::integral_constant<int, 3>{}); break;
                 case 2: tile(t, std::integral_constant<int, 2>{}); break;
                 case 1: tile(t, std::integral_constant<int, 1>{}); break;
                 default: break;
             }
+            if constexpr (offset_codes)
+                for (std::int64_t k = 0; k < a.n; ++k)
+                    for (int i = 0; i < R; ++i) y[k * ystride + r + i] += dot_f32(s + i * ng, xoff + k * ng, ng);
         };
         std::int64_t r = r0;
         for (; r + RT <= r1; r += RT) rows_by(r, std::integral_constant<int, RT>{});
