@@ -84,6 +84,13 @@ TEMPLATE_TEST_CASE_SIG("pack32 / unpack32 agree with the bit-stream reference", 
             for (std::size_t j = 0; j < 32 / kernels::fwidth; ++j) out[j].store_aligned(f + j * kernels::fwidth);
             for (int i = 0; i < 32; ++i) REQUIRE(f[i] == static_cast<float>(q[32 * k + i]));
         }
+#if defined(__AVX2__)
+        for (int k = 0; k < 3; ++k) {  // the byte form, reading exactly the chunk's bytes
+            alignas(32) std::uint8_t got[32];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(got), unpack32_u8<B>(a.data() + 1 + 4 * B * k));
+            REQUIRE(std::memcmp(got, q + 32 * k, 32) == 0);
+        }
+#endif
     }
 }
 

@@ -405,7 +405,7 @@ struct affine_kernels {
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
-    static constexpr bool offset_codes = false, natural_q4 = true;
+    static constexpr bool offset_codes = false;
 
     /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
     /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
@@ -534,25 +534,24 @@ struct affine_kernels {
 
 #elif defined(__AVX2__)
     // AVX2 without VNNI: vpmaddubsw (u8 x s8 -> pairs summed in int16) and vpmaddwd stand in for
-    // vpdpbusd. 4-bit codes (<= 15) cannot saturate the int16 pair sums; 8-bit codes (<= 255) could,
-    // so they are offset to q - 128 and multiplied as signed bytes (|q'| times x with q's sign, as
-    // llama.cpp's q8_0 x q8_0), and the 128 * sum(x codes) they drop is added back per group
-    // (offset_codes). Other widths have no byte-aligned layout to load and keep the float path.
-    static constexpr bool has_int8_kernels = B == 4 || B == 8;
+    // vpdpbusd. Codes up to 6 bits (<= 63) cannot saturate the int16 pair sums; 8-bit codes (<= 255)
+    // could, so they are offset to q - 128 and multiplied as signed bytes (|q'| times x with q's sign,
+    // as llama.cpp's q8_0 x q8_0), and the 128 * sum(x codes) they drop is added back per group
+    // (offset_codes).
+    static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 2;  // 8 ymm accumulators, the rest for operands
-    static constexpr bool offset_codes = B == 8, natural_q4 = false;
+    static constexpr bool offset_codes = B == 8;
 
     /// lane i = sum_{k<4} u[4i+k] * x[4i+k] for unsigned codes u <= 127.
     [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
     }
 
-    /// 8-bit weights, natural order: a group's int32 dot products (G/32 chunks) scaled once.
+    /// Natural order: a group's int32 dot products (G/32 chunks of 32 codes) scaled once.
     template <int R, int T>
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                         std::int64_t ystride, std::int64_t r) {
-        static_assert(B == 8, "tile_q8 (AVX2): 8-bit weights only");
         const std::int64_t ng = cols / G;
         const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
         __m256 acc[R][T];
@@ -563,13 +562,15 @@ struct affine_kernels {
                 __m256i dot[T];
                 for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
                 for (int k = 0; k < G / 32; ++k) {
-                    const std::byte* p = w + i * rb + static_cast<std::size_t>(g * G + 32 * k);
-                    prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 32);
-                    const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), flip);
-                    const __m256i qa = _mm256_sign_epi8(q, q);  // |q - 128|; -128 reads back as 128 unsigned
+                    const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 32 * k) * B / 8);
+                    prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 4 * B);
+                    const __m256i u = unpack32_u8<B>(p);
+                    // 8-bit: q - 128 as a signed byte, and its magnitude (-128 reads back as 128 unsigned).
+                    const __m256i q = B == 8 ? _mm256_xor_si256(u, flip) : u;
+                    const __m256i qa = B == 8 ? _mm256_sign_epi8(q, q) : u;
                     for (int t = 0; t < T; ++t) {
                         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.codes(t0 + t) + g * G + 32 * k));
-                        dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, _mm256_sign_epi8(x, q)));
+                        dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, B == 8 ? _mm256_sign_epi8(x, q) : x));
                     }
                 }
                 for (int t = 0; t < T; ++t)
@@ -658,9 +659,7 @@ struct affine_kernels {
     /// when a carries that order (prepare builds it), else the natural-order kernel.
     static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
                           std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
-        // Without a natural-order 4-bit kernel, 4-bit weights need the nibble order (prepare builds it).
         if constexpr (!has_int8_kernels) matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
-        else if (B == 4 && !natural_q4 && a.stride4 == 0) matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
         else matmul_q8_tiles(m, a, xsum, y, ystride, r0, r1);
     }
     static void matmul_q8_tiles(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
@@ -694,10 +693,9 @@ struct affine_kernels {
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
-                if constexpr (B != 4) tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                else if constexpr (!natural_q4) tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                else if (a.stride4 != 0) tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                else tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                if constexpr (B == 4)
+                    if (a.stride4 != 0) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
             };
             std::int64_t t = 0;
             for (; t + TT <= a.n; t += TT) tile(t, std::integral_constant<int, TT>{});

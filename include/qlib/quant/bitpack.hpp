@@ -63,6 +63,76 @@ inline void pack32(const std::uint8_t* q, std::byte* out) noexcept {
     detail::pack_ref(q, 32, Bits, out);
 }
 
+#if defined(__AVX2__)
+namespace detail {
+/// N = 4, 8, 12 or 16 bytes at p (any alignment) in the low bytes of a vector, the rest zero.
+template <int N>
+[[nodiscard, gnu::always_inline]] inline __m128i load_exact(const std::byte* p) noexcept {
+    static_assert(N % 4 == 0 && N >= 4 && N <= 16, "load_exact: 4, 8, 12 or 16 bytes");
+    auto u32 = [](const std::byte* q) {
+        std::int32_t v;
+        std::memcpy(&v, q, 4);
+        return v;
+    };
+    if constexpr (N == 4) return _mm_cvtsi32_si128(u32(p));
+    else if constexpr (N == 8) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    else if constexpr (N == 12) return _mm_insert_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), u32(p + 8), 2);
+    else return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+}  // namespace detail
+
+/// The 32 codes stored in the Bits words at p (any alignment; exactly 4*Bits bytes read), one per byte.
+/// Always inlined: a call would clobber the callers' vector accumulators.
+template <int Bits>
+[[nodiscard, gnu::always_inline]] inline __m256i unpack32_u8(const std::byte* p) noexcept {
+    static_assert(Bits >= 1 && Bits <= 8, "unpack32_u8: Bits must be in 1..8");
+    if constexpr (Bits == 8) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    } else if constexpr (Bits == 4) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), m = _mm_set1_epi8(0x0f);
+        const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+        return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+    } else {
+        // Each 128-bit lane decodes 16 codes from its 2*Bits bytes. Code m sits at bit m*Bits: a byte
+        // shuffle gives it the 16-bit window of bytes (m*Bits/8, +1), a multiply by 2^(8 - m*Bits%8)
+        // moves its bits to the window's high byte, and the pack keeps that byte.
+        // Plain loads of exactly the 4*Bits bytes (odd-sized copies into a vector compile to slow
+        // byte moves); the upper lane's bytes start at 2*Bits.
+        __m128i lo, hi;
+        if constexpr (4 * Bits <= 16) {
+            lo = detail::load_exact<4 * Bits>(p);
+            hi = _mm_srli_si128(lo, 2 * Bits);
+        } else {
+            lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            hi = _mm_alignr_epi8(detail::load_exact<4 * Bits - 16>(p + 16), lo, 2 * Bits);
+        }
+        alignas(32) static constexpr auto tables = [] {
+            struct {
+                std::uint8_t idx[2][32];
+                std::uint16_t mul[2][16];
+            } t{};
+            for (int h = 0; h < 2; ++h)
+                for (int lane = 0; lane < 2; ++lane)
+                    for (int k = 0; k < 8; ++k) {
+                        const int bit = (8 * h + k) * Bits;
+                        t.idx[h][16 * lane + 2 * k] = static_cast<std::uint8_t>(bit / 8);
+                        t.idx[h][16 * lane + 2 * k + 1] = static_cast<std::uint8_t>(bit / 8 + 1);
+                        t.mul[h][8 * lane + k] = static_cast<std::uint16_t>(1u << (8 - bit % 8));
+                    }
+            return t;
+        }();
+        const __m256i v = _mm256_set_m128i(hi, lo);
+        __m256i c[2];
+        for (int h = 0; h < 2; ++h) {
+            const __m256i w = _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(tables.idx[h])));
+            c[h] = _mm256_srli_epi16(
+                _mm256_mullo_epi16(w, _mm256_load_si256(reinterpret_cast<const __m256i*>(tables.mul[h]))), 8);
+        }
+        return _mm256_and_si256(_mm256_packus_epi16(c[0], c[1]), _mm256_set1_epi8(static_cast<char>((1 << Bits) - 1)));
+    }
+}
+#endif
+
 /// Unpacks the 32 codes stored in the Bits words at p (any alignment) into 32/fwidth float batches.
 template <int Bits>
 inline void unpack32(const std::byte* p, kernels::fbatch* out) noexcept {
@@ -98,6 +168,14 @@ inline void unpack32(const std::byte* p, kernels::fbatch* out) noexcept {
                 out[h] = fbatch(_mm512_cvtepi32_ps(_mm512_and_si512(v, mask)));
             }
         }
+        return;
+    }
+#elif defined(__AVX2__)
+    if constexpr (fwidth == 8) {
+        const __m256i q = unpack32_u8<Bits>(p);
+        const __m128i h[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+        for (int k = 0; k < 4; ++k)
+            out[k] = fbatch(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(k % 2 ? _mm_srli_si128(h[k / 2], 8) : h[k / 2])));
         return;
     }
 #endif
