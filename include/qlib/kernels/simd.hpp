@@ -127,6 +127,15 @@ inline constexpr std::size_t fwidth = fbatch::size;
 
 [[nodiscard]] inline float reduce_add(fbatch v) noexcept { return xsimd::hadd(v); }
 
+#if defined(__AVX2__)
+/// Sum of the 8 lanes of a 256-bit vector (the 256-bit kernels use it whatever fbatch's width is).
+[[nodiscard]] inline float reduce_add_256(__m256 v) noexcept {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+
 [[nodiscard]] inline float reduce_max(fbatch v) noexcept {
 #if defined(__AVX512F__)
     if constexpr (fwidth == 16) return _mm512_reduce_max_ps(v);

@@ -639,7 +639,7 @@ struct affine_kernels {
                            std::int64_t t0, float* y, std::int64_t ystride, std::int64_t r) noexcept {
         for (int i = 0; i < R; ++i)
             for (int t = 0; t < T; ++t)
-                y[(t0 + t) * ystride + r + i] = kernels::reduce_add(kernels::fbatch(acc[i][t])) +
+                y[(t0 + t) * ystride + r + i] = kernels::reduce_add_256(acc[i][t]) +
                                                 dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
     }
 
@@ -648,7 +648,7 @@ struct affine_kernels {
         __m256 acc = _mm256_setzero_ps();
         std::int64_t i = 0;
         for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-        float sum = kernels::reduce_add(kernels::fbatch(acc));
+        float sum = kernels::reduce_add_256(acc);
         for (; i < n; ++i) sum = std::fma(a[i], b[i], sum);
         return sum;
     }

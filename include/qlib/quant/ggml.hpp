@@ -697,11 +697,6 @@ namespace detail {
     const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), shuf), bits);
     return _mm256_cmpeq_epi8(v, bits);
 }
-[[nodiscard]] inline float hsum(__m256 v) noexcept {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
 /// out[0,32) = q*scale (+ bias) for 32 signed byte codes; elements 16..31 use scale1. Without a
 /// bias nothing is added, so -0.0 products stay -0.0 as in the reference.
 template <bool with_bias = false>
@@ -942,7 +937,7 @@ void dot_tile(const typename P::block* row, std::int64_t cols, const typename P:
         P::template dot<NT>(row[b + 1], ys, b + 1, acc[1], sacc[1]);
     }
     if (b < nb) P::template dot<NT>(row[b], ys, b, acc[0], sacc[0]);
-    for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[0][t], acc[1][t])) + (sacc[0][t] + sacc[1][t]);
+    for (int t = 0; t < NT; ++t) out[t] = kernels::reduce_add_256(_mm256_add_ps(acc[0][t], acc[1][t])) + (sacc[0][t] + sacc[1][t]);
 #else
     for (int t = 0; t < NT; ++t) out[t] = P::dot_ref(cols, row, ys[t]);
 #endif
@@ -1246,7 +1241,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
                 __m256 r = _mm256_setzero_ps();
                 float sr = 0.0f;
                 P::template dot<1>(rows[j][nb - 1], &y, nb - 1, &r, &sr);
-                out[j][t] += hsum(r) + sr;
+                out[j][t] += kernels::reduce_add_256(r) + sr;
             }
         }
 }
