@@ -22,6 +22,7 @@ namespace qlib::kernels {
 struct q8_activation {
     std::int64_t n = 0, cols = 0, block = 0;
     std::int64_t stride = 0;     // codes per vector: cols rounded up to 64
+    std::int64_t nblocks = 0;    // scales per vector: stride / block (kept, not divided per access)
     std::vector<std::int8_t> q;  // [n, stride]
     std::vector<float> d;        // [n, stride/block] block scales (0 for the padding)
     /// Block 32 only: [n, stride/64, 16], lane i of 64-value chunk c holds d of block 2c + i/8 -- the
@@ -39,7 +40,7 @@ struct q8_activation {
     [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
     [[nodiscard]] const std::int8_t* codes4(std::int64_t i) const noexcept { return q4.data() + i * stride4; }
     [[nodiscard]] const float* lane_scales4(std::int64_t i) const noexcept { return lane_d4.data() + i * (stride4 / 8); }
-    [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * (stride / block); }
+    [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * nblocks; }
     [[nodiscard]] const float* lane_scales(std::int64_t i) const noexcept { return lane_d.data() + i * (stride / 4); }
 
     void resize(std::int64_t n_, std::int64_t cols_, std::int64_t block_) {
@@ -47,8 +48,9 @@ struct q8_activation {
         cols = cols_;
         block = block_;
         stride = (cols + 63) / 64 * 64;
+        nblocks = stride / block;
         q.assign(static_cast<std::size_t>(n * stride), 0);
-        d.assign(static_cast<std::size_t>(n * stride / block), 0.0f);
+        d.assign(static_cast<std::size_t>(n * nblocks), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
         stride4 = 0;
     }
@@ -115,7 +117,7 @@ void quantize_activation_impl(const float* x, std::int64_t n, std::int64_t cols,
     if (a.n != n || a.cols != cols || a.block != block) a.resize(n, cols, block);
     for (std::int64_t i = 0; i < n; ++i) {
         std::int8_t* q = a.q.data() + i * a.stride;
-        float* d = a.d.data() + i * (a.stride / block);
+        float* d = a.d.data() + i * a.nblocks;
         for (std::int64_t k = 0; k < cols / block; ++k) {
             d[k] = Ref ? quantize_block_q8_ref(x + i * cols + k * block, block, q + k * block)
                        : quantize_block_q8(x + i * cols + k * block, block, q + k * block);

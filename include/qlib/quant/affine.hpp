@@ -554,6 +554,9 @@ struct affine_kernels {
                         std::int64_t ystride, std::int64_t r) {
         const std::int64_t ng = cols / G;
         const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+        const std::int8_t* xq[T];
+        const float* xd[T];
+        for (int t = 0; t < T; ++t) xq[t] = a.codes(t0 + t), xd[t] = a.scales(t0 + t);
         __m256 acc[R][T];
         for (auto& row : acc)
             for (auto& v : row) v = _mm256_setzero_ps();
@@ -569,13 +572,12 @@ struct affine_kernels {
                     const __m256i q = B == 8 ? _mm256_xor_si256(u, flip) : u;
                     const __m256i qa = B == 8 ? _mm256_sign_epi8(q, q) : u;
                     for (int t = 0; t < T; ++t) {
-                        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.codes(t0 + t) + g * G + 32 * k));
+                        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + g * G + 32 * k));
                         dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, B == 8 ? _mm256_sign_epi8(x, q) : x));
                     }
                 }
                 for (int t = 0; t < T; ++t)
-                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_set1_ps(s[i * ng + g] * a.scales(t0 + t)[g]),
-                                                acc[i][t]);
+                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_set1_ps(s[i * ng + g] * xd[t][g]), acc[i][t]);
             }
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
