@@ -542,7 +542,7 @@ struct affine_kernels {
     static constexpr int tile_rows = 4, tile_tokens = 2;  // 8 ymm accumulators, the rest for operands
     static constexpr bool offset_codes = B == 8;
 
-    /// lane i = sum_{k<4} u[4i+k] * x[4i+k] for unsigned codes u <= 127.
+    /// lane i = sum_{k<4} u[4i+k] * x[4i+k]; u <= 128 and |x| <= 127 keep the int16 pair sums unsaturated.
     [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
     }
