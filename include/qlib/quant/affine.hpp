@@ -400,6 +400,12 @@ struct affine_kernels {
     static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
         _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T1);
     }
+    /// The 4-bit tiles' int32 lane l covers codes [128c + 8l, +8) of chunk c: entry l is its group in the chunk.
+    alignas(64) static constexpr std::array<std::int32_t, 16> lane_group = [] {
+        std::array<std::int32_t, 16> g{};
+        for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
+        return g;
+    }();
 #endif
 
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
@@ -479,11 +485,6 @@ struct affine_kernels {
                         std::int64_t ystride, std::int64_t r) {
         static_assert(B == 4, "tile_q4: 4-bit weights only");
         constexpr int GPC = 128 / G;  // groups per 128-code chunk
-        alignas(64) static constexpr auto lane_group = [] {
-            std::array<std::int32_t, 16> g{};
-            for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
-            return g;
-        }();
         const std::int64_t ng = cols / G;
         const __m512i gidx = _mm512_load_si512(lane_group.data()), low = _mm512_set1_epi8(0x0F);
         __m512 acc[R][T];
@@ -591,11 +592,6 @@ struct affine_kernels {
                         std::int64_t ystride, std::int64_t r) {
         static_assert(B == 4, "tile_q4: 4-bit weights only");
         constexpr int GPC = 128 / G;  // groups per 128-code chunk
-        alignas(32) static constexpr auto lane_group = [] {
-            std::array<std::int32_t, 16> g{};
-            for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
-            return g;
-        }();
         const std::int64_t ng = cols / G;
         const __m256i gidx[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data())),
                                  _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data() + 8))};
