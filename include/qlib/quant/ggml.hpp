@@ -740,7 +740,7 @@ struct ggml_q4_0 {
     static __m256i codes(const block& x) noexcept { return _mm256_sub_epi8(unpack_nibbles(x.qs), _mm256_set1_epi8(8)); }
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = codes(x);
         const float dx = h2f(x.d);
         for (int t = 0; t < NT; ++t) {
@@ -765,7 +765,7 @@ struct ggml_q4_1 {
         store_codes<true>(unpack_nibbles(x.qs), d, d, h2f(x.m), out);
     }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = unpack_nibbles(x.qs), ones = _mm256_set1_epi8(1);
         const float dx = h2f(x.d), mx = h2f(x.m);
         for (int t = 0; t < NT; ++t) {
@@ -795,7 +795,7 @@ struct ggml_q5_0 {
     }
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = codes(x);
         const float dx = h2f(x.d);
         for (int t = 0; t < NT; ++t) {
@@ -817,7 +817,7 @@ struct ggml_q8_0 {
 #if defined(__AVX2__)
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(load256(x.qs), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = load256(x.qs);
         const float dx = h2f(x.d);
         for (int t = 0; t < NT; ++t) {
@@ -849,10 +849,21 @@ struct ggml_q4_K {
             store_codes<true>(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), d2, d2, -(dmin * m[2 * c + 1]), out + 64 * c + 32);
         }
     }
+    /// The 8 sub-blocks' scales (int16 lanes 0-7) and mins (lanes 8-15), unpacked from the 12 bytes
+    /// four at a time (get_scale_min_k4 per 32-bit word).
+    static __m256i scales_mins(const block& x) noexcept {
+        std::uint32_t u[3];
+        std::memcpy(u, x.scales, sizeof u);
+        constexpr std::uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+        const std::uint32_t sc_hi = (u[2] & low4) | ((u[0] >> 6 & low2) << 4), mn_hi = (u[2] >> 4 & low4) | ((u[1] >> 6 & low2) << 4);
+        return _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(u[0] & low6), static_cast<int>(sc_hi),
+                                                   static_cast<int>(u[1] & low6), static_cast<int>(mn_hi)));
+    }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float* sacc) noexcept {
-        std::uint8_t sc[8], m[8];
-        q4_K_scales(x, sc, m);
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+        const __m256i sm = scales_mins(x);
+        const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+        const __m128i mins = _mm256_extracti128_si256(sm, 1);
         const __m256i mask = _mm256_set1_epi8(0x0F);
         __m256i q[8];
         for (int c = 0; c < 4; ++c) {
@@ -863,14 +874,17 @@ struct ggml_q4_K {
         const float d = h2f(x.d), dmin = h2f(x.dmin);
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
+            // Sub-block j: maddubs pairs (|.| <= 2*15*127) times its scale (<= 63) in madd's int16 slot.
             __m256i isum = _mm256_setzero_si256();
-            int msum = 0;
             for (int j = 0; j < 8; ++j) {
-                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(dot_lanes(q[j], load256(y.qs + 32 * j)), _mm256_set1_epi32(sc[j])));
-                msum += m[j] * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+                const __m256i s = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * j)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(y.qs + 32 * j)), s));
             }
+            // sum_j m_j * (bsums[2j] + bsums[2j+1]), in 4 lanes
+            const __m256i bs = load256(y.bsums);
+            const __m128i msum = _mm_madd_epi16(mins, _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
-            sacc[t] -= static_cast<float>(msum) * (dmin * y.d);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(msum)), _mm256_set1_ps(-(dmin * y.d)), acc[t]);
         }
     }
 #endif
@@ -903,19 +917,25 @@ struct ggml_q6_K {
             store_codes(_mm256_sub_epi8(q[k], _mm256_set1_epi8(32)), d * x.scales[2 * k], d * x.scales[2 * k + 1], 0.0f, out + 32 * k);
     }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc, float*) noexcept {
+    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         __m256i q[8], s[8];
         codes(x, q);
-        for (int k = 0; k < 8; ++k)
-            s[k] = _mm256_set_m128i(_mm_set1_epi32(x.scales[2 * k + 1]), _mm_set1_epi32(x.scales[2 * k]));
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+        // s[k]: 16-element scale 2k in every int16 slot of the low half, 2k+1 in the high half
+        const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00), sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        for (int k = 0; k < 8; ++k) {
+            const short at = static_cast<short>(0x0404 * (k % 4));
+            s[k] = _mm256_shuffle_epi8(k < 4 ? sc_lo : sc_hi, _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>(0x0100 + at)),
+                                                                                 _mm_set1_epi16(static_cast<short>(0x0302 + at))));
+        }
         const float d = h2f(x.d);
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y.bsums)), 5);  // 32 * sum sc*bsum
             isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+            // maddubs pairs (codes <= 63: |.| <= 2*63*127) times the scale in madd's int16 slot
             for (int k = 0; k < 8; ++k)
-                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(dot_lanes(q[k], load256(y.qs + 32 * k)), s[k]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load256(y.qs + 32 * k)), s[k]));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
         }
     }
@@ -929,16 +949,15 @@ void dot_tile(const typename P::block* row, std::int64_t cols, const typename P:
     // Two accumulator sets (even and odd blocks): with few activation rows a single FMA chain per
     // row would bound the loop by FMA latency rather than by decoding.
     __m256 acc[2][NT];
-    float sacc[2][NT];
-    for (int t = 0; t < NT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps(), sacc[0][t] = sacc[1][t] = 0.0f;
+    for (int t = 0; t < NT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     const std::int64_t nb = cols / P::elems;
     std::int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        P::template dot<NT>(row[b], ys, b, acc[0], sacc[0]);
-        P::template dot<NT>(row[b + 1], ys, b + 1, acc[1], sacc[1]);
+        P::template dot<NT>(row[b], ys, b, acc[0]);
+        P::template dot<NT>(row[b + 1], ys, b + 1, acc[1]);
     }
-    if (b < nb) P::template dot<NT>(row[b], ys, b, acc[0], sacc[0]);
-    for (int t = 0; t < NT; ++t) out[t] = kernels::reduce_add_256(_mm256_add_ps(acc[0][t], acc[1][t])) + (sacc[0][t] + sacc[1][t]);
+    if (b < nb) P::template dot<NT>(row[b], ys, b, acc[0]);
+    for (int t = 0; t < NT; ++t) out[t] = kernels::reduce_add_256(_mm256_add_ps(acc[0][t], acc[1][t]));
 #else
     for (int t = 0; t < NT; ++t) out[t] = P::dot_ref(cols, row, ys[t]);
 #endif
@@ -1240,9 +1259,8 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
             if (nb % 2 != 0) {
                 const block_q8_0* y = a + (t0 + t) * nb;
                 __m256 r = _mm256_setzero_ps();
-                float sr = 0.0f;
-                P::template dot<1>(rows[j][nb - 1], &y, nb - 1, &r, &sr);
-                out[j][t] += kernels::reduce_add_256(r) + sr;
+                P::template dot<1>(rows[j][nb - 1], &y, nb - 1, &r);
+                out[j][t] += kernels::reduce_add_256(r);
             }
         }
 }
@@ -1321,9 +1339,8 @@ void dot_q4_0_pairs(const block_q4_0* const* rows, std::int64_t nb, const q4_0_p
             if (nb % 2 != 0) {
                 const block_q8_0* y = a + (t0 + t) * nb;
                 __m256 r = _mm256_setzero_ps();
-                float sr = 0.0f;
-                ggml_q4_0::dot<1>(rows[j][nb - 1], &y, nb - 1, &r, &sr);
-                out[j][t] += kernels::reduce_add_256(r) + sr;
+                ggml_q4_0::dot<1>(rows[j][nb - 1], &y, nb - 1, &r);
+                out[j][t] += kernels::reduce_add_256(r);
             }
         }
 }
