@@ -1063,6 +1063,66 @@ inline void quantize_16_q8_0(const float* x, block_q8_0* y) noexcept {
 #endif
 }  // namespace detail
 
+namespace detail {
+#if defined(__AVX2__)
+/// qs[0, 32) = round(x * id), halves away from zero as roundf does.
+inline void store_q8_0_codes(const float* x, float id, std::int8_t* qs) noexcept {
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) {
+        const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), _mm256_set1_ps(id));
+        const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));  // exact
+        const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
+        q[j] = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(step, _mm256_and_ps(s, sign))));
+    }
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+/// max |x[0, 32)|; max_ps returns its second operand when either is NaN, so NaNs are skipped as in
+/// the reference.
+[[nodiscard]] inline __m256 absmax_lanes_32(const float* x) noexcept {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * j)), m);
+    return m;
+}
+
+/// q8_0 for 8 blocks at once (quantize_16_q8_0 on 256-bit vectors): a max tree puts block b's absmax
+/// in lane b, so the two divisions and the f16 rounding run once per 8 blocks instead of per block.
+inline void quantize_8_q8_0(const float* x, block_q8_0* y) noexcept {
+    constexpr int ahead = 1024;  // floats (4 KiB), as quantize_16_q8_0
+    __m256 m[8];
+    for (int b = 0; b < 8; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(x + 32 * b + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(x + 32 * b + ahead + 16), _MM_HINT_T0);
+        m[b] = absmax_lanes_32(x + 32 * b);
+    }
+    // pairs: (p0|p2, q0|q2, p1|p3, q1|q3) per half; quads: lanes (m0, m1, m2, m3) per half.
+    auto pairs = [](__m256 p, __m256 q) { return _mm256_max_ps(_mm256_unpacklo_ps(p, q), _mm256_unpackhi_ps(p, q)); };
+    auto quads = [](__m256 p, __m256 q) { return _mm256_max_ps(_mm256_shuffle_ps(p, q, 0x44), _mm256_shuffle_ps(p, q, 0xEE)); };
+    const __m256 q0 = quads(pairs(m[0], m[1]), pairs(m[2], m[3])), q1 = quads(pairs(m[4], m[5]), pairs(m[6], m[7]));
+    const __m256 amax = _mm256_max_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+    alignas(32) float id[8];
+    _mm256_store_ps(id, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    alignas(16) ggml_half dh[8];
+#if defined(__F16C__)
+    _mm_store_si128(reinterpret_cast<__m128i*>(dh), _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+    alignas(32) float dv[8];
+    _mm256_store_ps(dv, d);
+    for (int b = 0; b < 8; ++b) dh[b] = f2h(dv[b]);
+#endif
+    for (int b = 0; b < 8; ++b) {
+        y[b].d = dh[b];
+        store_q8_0_codes(x + 32 * b, id[b], y[b].qs);
+    }
+}
+#endif
+}  // namespace detail
+
 /// SIMD q8_0 quantizer, byte-identical to quantize_row_q8_0_ref (roundf = half away from zero).
 inline void quantize_row_q8_0(const float* x, block_q8_0* y, std::int64_t k) noexcept {
 #if defined(__AVX2__)
@@ -1070,27 +1130,15 @@ inline void quantize_row_q8_0(const float* x, block_q8_0* y, std::int64_t k) noe
 #if defined(__AVX512F__)
     for (; nb >= 16; nb -= 16, x += 16 * qk8_0, y += 16) detail::quantize_16_q8_0(x, y);
 #endif
-    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    for (std::int64_t i = 0; i < nb; ++i, x += qk8_0) {
-        __m256 v[4], amax = _mm256_setzero_ps();
-        for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(x + 8 * j), amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[j]), amax);
+    for (; nb >= 8; nb -= 8, x += 8 * qk8_0, y += 8) detail::quantize_8_q8_0(x, y);
+    for (; nb > 0; --nb, x += qk8_0, ++y) {
+        const __m256 amax = detail::absmax_lanes_32(x);
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
         const float d = _mm_cvtss_f32(m) / 127;
-        const float id = d != 0 ? 1.0f / d : 0.0f;
-        y[i].d = detail::f2h(d);
-        __m256i q[4];
-        for (int j = 0; j < 4; ++j) {
-            const __m256 s = _mm256_mul_ps(v[j], _mm256_set1_ps(id));
-            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));  // exact
-            const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
-            q[j] = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(step, _mm256_and_ps(s, sign))));
-        }
-        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-        const __m256i r = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), r);
+        y->d = detail::f2h(d);
+        detail::store_q8_0_codes(x, d != 0 ? 1.0f / d : 0.0f, y->qs);
     }
 #else
     quantize_row_q8_0_ref(x, y, k);
