@@ -726,9 +726,9 @@ inline void store_codes(__m256i q, float scale0, float scale1, float bias, float
 
 #if defined(__AVX2__)
 /// Software prefetch (into L2) of the weight rows 4 KB ahead of n blocks at p: a decode reads each row
-/// once and the hardware prefetcher alone kept a thread at 0.4-0.45 of a streaming read from DRAM
-/// (Zen 3, Q4_0 on 1 / 2 threads: 13.3 / 22.9 tok/s without, 16-21 / 27-29 with distances of 1-16 KB). Rows are contiguous, so
-/// this runs ahead into the next rows.
+/// once, and the hardware prefetcher alone kept a thread at 0.4-0.45 of a streaming read from DRAM
+/// (Zen 3, Q4_0 on 1 / 2 threads: 13.3 / 22.9 tok/s without, 16-21 / 27-29 with distances of 1-16 KB).
+/// Rows are contiguous, so this runs ahead into the next rows.
 template <class B>
 inline void prefetch_ahead(const B* p, int n) noexcept {
     const char* c = reinterpret_cast<const char*>(p) + 4096;
@@ -1360,9 +1360,9 @@ inline const q4_0_pairs& lay_out_q4_0_pairs(const block_q8_0* a, std::int64_t n,
 }
 
 /// out[j][t] = q4_0 weight row j (of NR) . activation row t0 + t (of NT) against activations laid out
-/// by lay_out_q4_0_pairs; `a` (the q8_0 blocks, [n, nb]) serves an odd last block. Even and odd pairs
-/// accumulate apart (one FMA chain would bound a decode by FMA latency); an element's arithmetic
-/// depends on neither NR nor NT.
+/// by lay_out_q4_0_pairs; `a` (the q8_0 blocks, [n, nb]) serves an odd last block. One FMA chain per
+/// element (a decode ran no faster with even and odd pairs apart), so an element's arithmetic depends
+/// on neither NR nor NT.
 template <int NR, int NT>
 void dot_q4_0_pairs(const block_q4_0* const* rows, std::int64_t nb, const q4_0_pairs& p, const block_q8_0* a,
                     std::int64_t t0, float (*out)[NT]) noexcept {
