@@ -8,8 +8,8 @@
 // the 32-element types) or q8_K (k-quants), then takes integer dot products per block
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
-// (dot_pairs), q4_0 with AVX2 maddubs (dot_q4_0_pairs). Every SIMD kernel has a scalar *_ref twin
-// that tests compare against.
+// (dot_pairs), q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
+// has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <bit>
 #include <cfloat>
@@ -728,9 +728,10 @@ inline void store_codes(__m256i q, float scale0, float scale1, float bias, float
 /// Software prefetch (into L2) of the weight rows 4 KB ahead of n blocks at p: a decode reads each row
 /// once, and the hardware prefetcher alone kept a thread at 0.4-0.45 of a streaming read from DRAM
 /// (Zen 3, Q4_0 on 1 / 2 threads: 13.3 / 22.9 tok/s without, 16-21 / 27-29 with distances of 1-16 KB).
-/// Rows are contiguous, so this runs ahead into the next rows.
+/// Rows are contiguous, so this runs ahead into the next rows. Forced inline: called from the tiles'
+/// always_inline lambdas, GCC 12 emitted neither the prefetch nor a call.
 template <class B>
-inline void prefetch_ahead(const B* p, int n) noexcept {
+[[gnu::always_inline]] inline void prefetch_ahead(const B* p, int n) noexcept {
     const char* c = reinterpret_cast<const char*>(p) + 4096;
     for (std::size_t off = 0; off < n * sizeof(B); off += 64) _mm_prefetch(c + off, _MM_HINT_T1);
 }
@@ -1325,86 +1326,94 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
             }
         }
 }
-#elif defined(__AVX2__)
-#define QLIB_GGML_Q4_0_PAIRS_256 1
-/// q8_0 activations re-laid once per call for the AVX2 q4_0 tiles, which take two weight blocks per
-/// vector pair as they unpack (low nibbles of both blocks, then high nibbles). Weights enter maddubs
-/// unsigned (codes as stored, offset 8) instead of through two sign flips per block; `off` holds the
-/// offset's products (8 a summed over each int16 lane) and `d` the block scales per int32 lane.
-struct q4_0_pairs {
-    static constexpr std::int64_t bytes_per_pair = 64 + 16 * 2 + 8 * 4;
-    std::int64_t pairs = 0;         // per activation row
-    std::vector<std::int8_t> q;     // [n, pairs, 64]: a0[0,16) a1[0,16) a0[16,32) a1[16,32)
-    std::vector<std::int16_t> off;  // [n, pairs, 16]: 8 (q[2k] + q[2k+1] + q[32+2k] + q[33+2k])
-    std::vector<float> d;           // [n, pairs, 8]: block 0's scale in lanes 0-3, block 1's in 4-7
+#elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
+#define QLIB_GGML_Q4_0_OCTETS_256 1
+/// q8_0 activations re-laid once per call for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
+/// Each block pair goes through one vector pair as it unpacks (low nibbles of both blocks, then high
+/// nibbles), and a transpose-add then leaves one lane per block, so the int-to-float conversion, the
+/// scale product and the FMA run once per 8 blocks rather than once per pair. Weights enter maddubs
+/// unsigned (codes as stored, offset 8); `off` holds each block's offset products (8 times its code
+/// sum) and `d` its scale, both in the lane order of that sum: blocks 0 2 4 6 1 3 5 7.
+struct q4_0_octets {
+    static constexpr std::int64_t bytes_per_octet = 256 + 8 * 4 + 8 * 4;
+    static constexpr int lane_block[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    std::int64_t octets = 0;        // per activation row: nb / 8 (the last nb % 8 blocks stay q8_0)
+    std::vector<std::int8_t> q;     // [n, octets, 4 pairs, 64]: a0[0,16) a1[0,16) a0[16,32) a1[16,32)
+    std::vector<std::int32_t> off;  // [n, octets, 8]
+    std::vector<float> d;           // [n, octets, 8]
 };
 
-inline const q4_0_pairs& lay_out_q4_0_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb) {
-    thread_local q4_0_pairs p;
-    p.pairs = nb / 2;
-    const auto np = static_cast<std::size_t>(n * p.pairs);
-    p.q.resize(np * 64), p.off.resize(np * 16), p.d.resize(np * 8);
-    const __m256i eights = _mm256_set1_epi8(8);
-    for (std::size_t i = 0; i < np; ++i) {
-        const std::size_t t = i / static_cast<std::size_t>(p.pairs), j = i % static_cast<std::size_t>(p.pairs);
-        const block_q8_0 &b0 = a[t * static_cast<std::size_t>(nb) + 2 * j], &b1 = a[t * static_cast<std::size_t>(nb) + 2 * j + 1];
-        const __m256i lo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs), reinterpret_cast<const __m128i*>(b0.qs));
-        const __m256i hi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs + 16), reinterpret_cast<const __m128i*>(b0.qs + 16));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.q.data() + 64 * i), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.q.data() + 64 * i + 32), hi);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.off.data() + 16 * i),
-                            _mm256_add_epi16(_mm256_maddubs_epi16(eights, lo), _mm256_maddubs_epi16(eights, hi)));
-        _mm256_storeu_ps(p.d.data() + 8 * i, _mm256_setr_m128(_mm_set1_ps(h2f(b0.d)), _mm_set1_ps(h2f(b1.d))));
+inline const q4_0_octets& lay_out_q4_0_octets(const block_q8_0* a, std::int64_t n, std::int64_t nb) {
+    thread_local q4_0_octets p;
+    p.octets = nb / 8;
+    const auto no = static_cast<std::size_t>(n * p.octets);
+    p.q.resize(no * 256), p.off.resize(no * 8), p.d.resize(no * 8);
+    for (std::size_t i = 0; i < no; ++i) {
+        const std::size_t t = i / static_cast<std::size_t>(p.octets), o = i % static_cast<std::size_t>(p.octets);
+        const block_q8_0* b = a + t * static_cast<std::size_t>(nb) + 8 * o;
+        std::int8_t* q = p.q.data() + 256 * i;
+        for (int k = 0; k < 4; ++k) {
+            std::memcpy(q + 64 * k, b[2 * k].qs, 16), std::memcpy(q + 64 * k + 16, b[2 * k + 1].qs, 16);
+            std::memcpy(q + 64 * k + 32, b[2 * k].qs + 16, 16), std::memcpy(q + 64 * k + 48, b[2 * k + 1].qs + 16, 16);
+        }
+        for (int l = 0; l < 8; ++l) {
+            const block_q8_0& blk = b[q4_0_octets::lane_block[l]];
+            int sum = 0;
+            for (const std::int8_t c : blk.qs) sum += c;
+            p.off[8 * i + l] = 8 * sum;
+            p.d[8 * i + l] = h2f(blk.d);
+        }
     }
     return p;
 }
 
-/// out[j][t] = q4_0 weight row j (of NR) . activation row t0 + t (of NT) against activations laid out
-/// by lay_out_q4_0_pairs; `a` (the q8_0 blocks, [n, nb]) serves an odd last block. One FMA chain per
-/// element (a decode ran no faster with even and odd pairs apart), so an element's arithmetic depends
-/// on neither NR nor NT.
-template <int NR, int NT>
-void dot_q4_0_pairs(const block_q4_0* const* rows, std::int64_t nb, const q4_0_pairs& p, const block_q8_0* a,
-                    std::int64_t t0, float (*out)[NT]) noexcept {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    const std::int64_t np = nb / 2;
-    auto pair = [&](std::int64_t i, __m256 (&acc)[NR][NT]) __attribute__((always_inline)) {
-        __m256i lo[NR], hi[NR];
-        __m256 dw[NR];
-        for (int j = 0; j < NR; ++j) {
-            const block_q4_0 &x0 = rows[j][2 * i], &x1 = rows[j][2 * i + 1];
-            prefetch_ahead(&x0, 1);
-            const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.qs), reinterpret_cast<const __m128i*>(x0.qs));
-            lo[j] = _mm256_and_si256(v, m4), hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            const __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(x0.d | (static_cast<std::uint32_t>(x1.d) << 16))));
-            dw[j] = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), spread);
-        }
-        for (int t = 0; t < NT; ++t) {
-            const std::size_t k = static_cast<std::size_t>((t0 + t) * np + i);
-            const __m256i alo = load256(p.q.data() + 64 * k), ahi = load256(p.q.data() + 64 * k + 32);
-            const __m256i off = load256(p.off.data() + 16 * k);
-            const __m256 da = _mm256_loadu_ps(p.d.data() + 8 * k);
-            for (int j = 0; j < NR; ++j) {
-                // |each maddubs| <= 2*15*127, |off| <= 4*8*127: the int16 sum cannot overflow.
-                const __m256i s16 = _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo[j], alo), _mm256_maddubs_epi16(hi[j], ahi)), off);
-                acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), _mm256_mul_ps(dw[j], da), acc[j][t]);
+/// out[t] = q4_0 weight row . activation row t0 + t (of NT) against activations laid out by
+/// lay_out_q4_0_octets; `a` (the q8_0 blocks, [n, nb]) serves the last nb % 8 blocks. One FMA chain per
+/// token, so a token's arithmetic does not depend on NT. One row at a time: 1 x 4 tiles ran prompts
+/// faster than 2 x 4 and 3 x 4 (median 26.6 against 29-34 ms for 64 tokens x 4096 x 4096 on Zen 3).
+template <int NT>
+void dot_q4_0_octets(const block_q4_0* row, std::int64_t nb, const q4_0_octets& p, const block_q8_0* a, std::int64_t t0,
+                     float* out) noexcept {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    // (x0+x2, y0+y2, x1+x3, y1+y3) per 128-bit half, then (sum x, sum y, sum z, sum w) per half
+    auto pairs = [](__m256i x, __m256i y) { return _mm256_add_epi32(_mm256_unpacklo_epi32(x, y), _mm256_unpackhi_epi32(x, y)); };
+    auto quads = [](__m256i x, __m256i y) {
+        const __m256 fx = _mm256_castsi256_ps(x), fy = _mm256_castsi256_ps(y);
+        return _mm256_add_epi32(_mm256_castps_si256(_mm256_shuffle_ps(fx, fy, 0x44)), _mm256_castps_si256(_mm256_shuffle_ps(fx, fy, 0xEE)));
+    };
+    auto octet = [&](std::int64_t o, __m256 (&acc)[NT]) __attribute__((always_inline)) {
+        const block_q4_0* x = row + 8 * o;
+        __m256i part[NT][2];
+        for (int k = 0; k < 4; ++k) {
+            prefetch_ahead(x + 2 * k, 1);
+            const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x[2 * k + 1].qs), reinterpret_cast<const __m128i*>(x[2 * k].qs));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            for (int t = 0; t < NT; ++t) {
+                const std::int8_t* q = p.q.data() + static_cast<std::size_t>((t0 + t) * p.octets + o) * 256 + 64 * k;
+                // |each maddubs| <= 2*15*127: the int16 sum cannot overflow.
+                const __m256i s = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, load256(q)), _mm256_maddubs_epi16(hi, load256(q + 32))), ones);
+                part[t][k / 2] = k % 2 == 0 ? s : pairs(part[t][k / 2], s);
             }
+        }
+        auto four = [&](int first) {  // the f16 scales of blocks first, first + 2, first + 4, first + 6
+            return static_cast<long long>(x[first].d | static_cast<std::uint64_t>(x[first + 2].d) << 16 |
+                                          static_cast<std::uint64_t>(x[first + 4].d) << 32 | static_cast<std::uint64_t>(x[first + 6].d) << 48);
+        };
+        const __m256 dw = _mm256_cvtph_ps(_mm_set_epi64x(four(1), four(0)));
+        for (int t = 0; t < NT; ++t) {
+            const std::size_t k = static_cast<std::size_t>((t0 + t) * p.octets + o);
+            const __m256i sum = _mm256_sub_epi32(quads(part[t][0], part[t][1]), load256(p.off.data() + 8 * k));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_loadu_ps(p.d.data() + 8 * k)), acc[t]);
         }
     };
-    __m256 acc[NR][NT];
-    for (auto& row : acc)
-        for (auto& v : row) v = _mm256_setzero_ps();
-    for (std::int64_t i = 0; i < np; ++i) pair(i, acc);
-    for (int j = 0; j < NR; ++j)
-        for (int t = 0; t < NT; ++t) {
-            out[j][t] = kernels::reduce_add_256(acc[j][t]);
-            if (nb % 2 != 0) {
-                const block_q8_0* y = a + (t0 + t) * nb;
-                __m256 r = _mm256_setzero_ps();
-                ggml_q4_0::dot<1>(rows[j][nb - 1], &y, nb - 1, &r);
-                out[j][t] += kernels::reduce_add_256(r);
-            }
-        }
+    __m256 acc[NT];
+    for (auto& v : acc) v = _mm256_setzero_ps();
+    for (std::int64_t o = 0; o < p.octets; ++o) octet(o, acc);
+    for (int t = 0; t < NT; ++t) {
+        const block_q8_0* y = a + (t0 + t) * nb;
+        for (std::int64_t b = 8 * p.octets; b < nb; ++b) ggml_q4_0::dot<1>(row[b], &y, b, &acc[t]);
+        out[t] = kernels::reduce_add_256(acc[t]);
+    }
 }
 #endif
 
@@ -1471,7 +1480,7 @@ struct ggml_family {
 
     /// x [n, cols] -> y [n, rows] for rows [r0, r1): each activation row is quantized once, and each
     /// weight block is decoded once per tile of 4 activation rows (and, for q4_0 and q8_0 with
-    /// AVX-512 VNNI or q4_0 with AVX2, each activation block loaded once per 4 or 3 weight rows).
+    /// AVX-512 VNNI, each activation block loaded once per 4 weight rows).
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
         detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
             using A = typename P::act;
@@ -1521,18 +1530,14 @@ struct ggml_family {
                 return by_tiles(ic{}, token_bytes, tile);
             }
 #endif
-#ifdef QLIB_GGML_Q4_0_PAIRS_256
+#ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>) {
-                const auto& pairs = detail::lay_out_q4_0_pairs(a, n, nb);
-                auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
-                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
-                    detail::dot_q4_0_pairs<NR, NT>(rows, nb, pairs, a, t0, out);
-                };
-                // 3 rows x 4 tokens spills some of the 16 registers and still ran fastest (36 GMAC/s
-                // against 27-29 for 1x4, 4x4, 4x2 and 6x2 on Zen 3).
-                const std::int64_t token_bytes = nb / 2 * detail::q4_0_pairs::bytes_per_pair;
-                if (n >= 4) return by_tiles(std::integral_constant<int, 3>{}, token_bytes, tile);
-                return by_tiles(ic{}, token_bytes, tile);
+                const auto& octets = detail::lay_out_q4_0_octets(a, n, nb);
+                const std::int64_t token_bytes = nb / 8 * detail::q4_0_octets::bytes_per_octet + nb % 8 * std::int64_t{sizeof(block_q8_0)};
+                return by_tiles(ic{}, token_bytes, [&]<int NT>(ic, std::integral_constant<int, NT>, const block* const* rows,
+                                                               std::int64_t t0, float (*out)[NT]) {
+                    detail::dot_q4_0_octets<NT>(rows[0], nb, octets, a, t0, out[0]);
+                });
             }
 #endif
             by_tiles(ic{}, nb * static_cast<std::int64_t>(sizeof(A)), [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
