@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "qlib/quant/ggml.hpp"
+#include "qlib/quant/dispatch.hpp"
 
 namespace {
 
@@ -87,7 +87,7 @@ void BM_vec_dot(benchmark::State& st, quant_scheme s) {
     std::vector<float> x(cols, 0.5f), y(rows);
     for (std::int64_t c = 0; c < cols; ++c) x[static_cast<std::size_t>(c)] = static_cast<float>(c % 7) - 3.0f;
     for (auto _ : st) {
-        ggml_family::matvec(v, x.data(), y.data(), 0, rows);
+        matvec(v, x.data(), y.data(), 0, rows);
         benchmark::DoNotOptimize(y.data());
     }
     set_bytes(st);
@@ -99,7 +99,7 @@ void BM_matmul64(benchmark::State& st, quant_scheme s) {
     std::vector<float> x(static_cast<std::size_t>(n * cols)), y(static_cast<std::size_t>(n * rows));
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
     for (auto _ : st) {
-        ggml_family::matmul(v, x.data(), n, y.data(), 0, rows);
+        matmul(v, x.data(), n, y.data(), 0, rows);
         benchmark::DoNotOptimize(y.data());
     }
     st.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(st.iterations()) * n * rows * cols / 1e9,

@@ -164,7 +164,7 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
             std::vector<float> xsum(static_cast<std::size_t>(nt * (cols / G)));
             for (std::int64_t t = 0; t < nt; ++t) K::group_sums(x.data() + t * cols, cols, xsum.data() + t * (cols / G));
             K::matmul_q8_ref(v, act, xsum.data(), yq.data(), rows, 0, rows);
-            K::matvec(v, x.data(), y8.data(), 0, rows);
+            matvec(v, x.data(), y8.data(), 0, rows);
             matmul(v, x.data(), nt, ym8.data(), 0, rows);
             for (std::int64_t t = 0; t < nt; ++t)
                 for (std::int64_t r = 0; r < rows; ++r) {

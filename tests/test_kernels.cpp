@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "qlib/kernels/q8_activation.hpp"
@@ -191,6 +193,49 @@ TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alig
     bad.type = dtype::i32;
     bad.shape = {2, 2};
     CHECK_THROWS_AS(float_matrix(bad), unsupported_error);
+}
+
+TEST_CASE("a prepared input serves several matrices and threads with the results of per-call preparation") {
+    constexpr std::int64_t rows = 40, cols = 512, n = 5;
+    const auto x = qlib_test::gaussian(static_cast<std::size_t>(n * cols), 1.0f, 3);
+    const auto w = qlib_test::gaussian(static_cast<std::size_t>(rows * cols), 0.05f, 4);
+    // Matrices that share forms (two affine widths with one group, q4_0 and q8_0 with q8_0 blocks),
+    // need their own (affine 4-bit's nibble order, q4_K's q8_K blocks) or none (float weights).
+    std::vector<quant_config> cfgs;
+    for (const auto& [s, bits] : {std::pair{quant_scheme::affine, 4}, {quant_scheme::affine, 8}, {quant_scheme::affine, 3},
+                                  {quant_scheme::q4_0, 0}, {quant_scheme::q8_0, 0}, {quant_scheme::q4_k, 0}, {quant_scheme::none, 0}}) {
+        quant_config c;
+        c.scheme = s;
+        if (s == quant_scheme::affine) c.bits = bits, c.group_size = 64;
+        cfgs.push_back(c);
+    }
+    std::vector<quantized_tensor> qs;
+    for (const auto& c : cfgs) qs.push_back(quantize(w, rows, cols, c));
+    prepared_input in;
+    for (std::int64_t tokens : {n, std::int64_t{1}}) {
+        in.reset(x.data(), tokens, cols);
+        for (const auto& q : qs) prepare(view_of(q), in);
+        for (const auto& q : qs) {
+            INFO(detail::config_string(q.config) << ", " << tokens << " tokens");
+            const auto v = view_of(q);
+            std::vector<float> expect(static_cast<std::size_t>(tokens * rows)), got(expect.size());
+            matmul(v, x.data(), tokens, expect.data(), 0, rows);
+            std::thread other([&] { matmul(v, in, got.data(), 0, rows / 2); });
+            matmul(v, in, got.data(), rows / 2, rows);
+            other.join();
+            CHECK(std::memcmp(expect.data(), got.data(), expect.size() * 4) == 0);
+        }
+    }
+    // Forms belong to one input: after reset (or without prepare) the products refuse to run.
+    const auto v = view_of(qs[3]);  // q4_0: forms on every target (affine may run in floats)
+    std::vector<float> y(rows);
+    in.reset(x.data() + cols, 1, cols);
+    CHECK_THROWS_AS(matmul(v, in, y.data(), 0, rows), argument_error);
+    prepared_input fresh;
+    fresh.reset(x.data(), 1, cols);
+    CHECK_THROWS_AS(matmul(view_of(qs[3]), fresh, y.data(), 0, rows), argument_error);
+    fresh.reset(x.data(), 1, cols / 2);
+    CHECK_THROWS_AS(matmul(view_of(qs[6]), fresh, y.data(), 0, rows), argument_error);
 }
 
 TEST_CASE("error metrics") {

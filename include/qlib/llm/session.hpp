@@ -82,6 +82,7 @@ private:
     ops::rope_table rope_;
     std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_dim]
     std::vector<float> x_, xb_, tmp_, q_, att_, k_, v_, gate_, up_, scores_, logits_;
+    prepared_input in_;  // the input of linears(), in the forms the quantized kernels read
 
     struct job {
         const linear_layer* lin;
@@ -89,10 +90,15 @@ private:
     };
 
     /// out_j = in . W_j^T (+ bias) for several matrices sharing one input, in one parallel call:
-    /// threads split the concatenated rows, so small matrices (k, v) do not cost a dispatch each.
+    /// threads split the concatenated rows, so small matrices (k, v) do not cost a dispatch each, and
+    /// the input is quantized for them once, before the split.
     void linears(std::initializer_list<job> jobs, const float* in, std::int64_t n) {
         std::int64_t total = 0;
-        for (const auto& j : jobs) total += j.lin->w.rows;
+        in_.reset(in, n, jobs.begin()->lin->w.cols);
+        for (const auto& j : jobs) {
+            total += j.lin->w.rows;
+            prepare(j.lin->w, in_);
+        }
         pool_->parallel_for(static_cast<std::size_t>(total), 16, [&](std::size_t b, std::size_t e, unsigned) {
             std::int64_t off = 0;
             for (const auto& j : jobs) {
@@ -101,8 +107,7 @@ private:
                 const std::int64_t r1 = std::min<std::int64_t>(static_cast<std::int64_t>(e) - off, w.rows);
                 off += w.rows;
                 if (r0 >= r1) continue;
-                if (n == 1) matvec(w, in, j.out, r0, r1);
-                else matmul(w, in, n, j.out, r0, r1);
+                matmul(w, in_, j.out, r0, r1);
             }
         });
         for (const auto& j : jobs) {

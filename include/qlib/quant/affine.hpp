@@ -21,6 +21,7 @@
 #include "qlib/kernels/simd.hpp"
 #include "qlib/kernels/unpack_u8.hpp"
 #include "qlib/quant/bitpack.hpp"
+#include "qlib/quant/prepared_input.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/spec.hpp"
 
@@ -97,6 +98,13 @@ inline void store_row_params(const float* v, dtype t, std::byte* out, std::int64
         std::memcpy(out + i * 2, h, k * 2);
     }
 }
+
+/// An input quantized for the int8 kernels, with its float group sums; shared by every bit width
+/// with the same group (the key of prepared_input::form says which group and order it holds).
+struct affine_q8_form {
+    kernels::q8_activation act;
+    std::vector<float> xsum;  // [n, cols/G]
+};
 
 /// Kernels for one compile-time affine layout.
 template <affine_spec_like Spec>
@@ -719,37 +727,32 @@ struct affine_kernels {
     }
 #endif
 
-    /// x quantized for the integer kernels, with its float group sums.
-    struct prepared_activation {
-        kernels::q8_activation act;
-        std::vector<float> xsum;  // [n, cols/G]
-    };
-    /// Quantizes x [n, cols] into this thread's buffers. Done per call: it costs about as much as
-    /// reading x once, far less than the rows of any caller's range (a per-pointer cache would be
-    /// wrong when the caller refills the same buffer).
-    static const prepared_activation& prepare(const float* x, std::int64_t n, std::int64_t cols) {
-        thread_local prepared_activation p;
-        kernels::quantize_activation(x, n, cols, act_block, p.act);
-        if constexpr (B == 4 && has_int8_kernels) kernels::build_nibble_order(p.act);
-        p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
-        for (std::int64_t t = 0; t < n; ++t) group_sums(x + t * cols, cols, p.xsum.data() + t * (cols / G));
-        return p;
+    static constexpr std::uint64_t form_key = std::uint64_t{G} | std::uint64_t{B == 4} << 32;  // act_block == G
+
+    /// Builds the affine_q8_form the int8 kernels read (nothing for the float path).
+    static void prepare(prepared_input& in) {
+        if constexpr (has_int8_kernels)
+            in.form<affine_q8_form>(form_key, [&](affine_q8_form& p) {
+                const std::int64_t n = in.n(), cols = in.cols();
+                kernels::quantize_activation(in.x(), n, cols, act_block, p.act);
+                if constexpr (B == 4) kernels::build_nibble_order(p.act);
+                p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
+                for (std::int64_t t = 0; t < n; ++t) group_sums(in.x() + t * cols, cols, p.xsum.data() + t * (cols / G));
+            });
     }
 
-    /// The default products: int8 activations when the integer kernels are compiled in (AVX-512
-    /// VNNI + VBMI), else the float path.
-    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-        if constexpr (!has_int8_kernels) return matvec_f32(m, x, y, r0, r1);
-        const auto& p = prepare(x, 1, m.cols);
-        matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
-    }
-    static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
-                       std::int64_t r1) {
-        if constexpr (!has_int8_kernels)
-            return matmul_by_decoded_rows(m, x, n, y, r0, r1,
-                                          [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf, false); });
-        const auto& p = prepare(x, n, m.cols);
-        matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
+    /// The default products: int8 activations when the integer kernels are compiled in, else the
+    /// float path.
+    static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
+        if constexpr (has_int8_kernels) {
+            const auto& p = in.form<affine_q8_form>(form_key, "affine");
+            matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
+        } else if (in.n() == 1) {
+            matvec_f32(m, in.x(), y, r0, r1);
+        } else {
+            matmul_by_decoded_rows(m, in.x(), in.n(), y, r0, r1,
+                                   [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf, false); });
+        }
     }
 };
 
@@ -829,14 +832,13 @@ struct affine_family {
         detail::with_affine_spec(m.config.bits, m.config.group_size,
                                  [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::dequantize_rows(m, r0, r1, out); });
     }
-    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+    static void prepare(const qmatrix_view& m, prepared_input& in) {
         detail::with_affine_spec(m.config.bits, m.config.group_size,
-                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::matvec(m, x, y, r0, r1); });
+                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::prepare(in); });
     }
-    static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
-                       std::int64_t r1) {
+    static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
         detail::with_affine_spec(m.config.bits, m.config.group_size,
-                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::matmul(m, x, n, y, r0, r1); });
+                                 [&]<class Spec>(Spec) { detail::affine_kernels<Spec>::matmul(m, in, y, r0, r1); });
     }
 
     /// Float-activation products: the accuracy reference of the (default) int8-activation path.

@@ -1,8 +1,9 @@
 #pragma once
 // Runtime entry points of the quantizers and kernels. A quant_config names a scheme family (one header
 // per family, each a struct of static functions: supports / supported / quantize / dequantize_rows /
-// matvec / matmul); the family then maps bits x group to a compile-time spec instantiation. The
-// scheme -> family table below (detail::visit_family) is the one place a new family is wired in.
+// matvec / matmul over float inputs, or prepare / matmul over a prepared_input); the family then maps
+// bits x group to a compile-time spec instantiation. The scheme -> family table below
+// (detail::visit_family) is the one place a new family is wired in.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -19,6 +20,7 @@
 #include "qlib/quant/float_weights.hpp"
 #include "qlib/quant/ggml.hpp"
 #include "qlib/quant/lut.hpp"
+#include "qlib/quant/prepared_input.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/symmetric.hpp"
 
@@ -71,10 +73,10 @@ void with_family(const quant_config& cfg, F&& f);
 
 }  // namespace detail
 
-// quantize, dequantize_rows, matvec and matmul instantiate every family's kernels (hundreds of SIMD
+// quantize, dequantize_rows, prepare and matmul instantiate every family's kernels (hundreds of SIMD
 // functions): most of the compile time of any file that includes this header. A program made of many
 // translation units can compile them once: define QLIB_SEPARATE_KERNELS in all of them, and also
-// QLIB_KERNELS_QUANTIZE (quantize, dequantize_rows) in exactly one and QLIB_KERNELS_PRODUCTS (matvec,
+// QLIB_KERNELS_QUANTIZE (quantize, dequantize_rows) in exactly one and QLIB_KERNELS_PRODUCTS (prepare,
 // matmul) in exactly one -- the same or another, so two cores can compile them (qlib's own tests,
 // examples and benchmarks do this). By default they are ordinary inline functions.
 #if defined(QLIB_SEPARATE_KERNELS)
@@ -187,12 +189,29 @@ inline void dequantize(const qmatrix_view& q, dtype out_type, std::byte* out) {
     }
 }
 
-/// y[r] = W[r, :] . x for r in [r0, r1). Thread-safe on disjoint row ranges.
-QLIB_KERNEL_ENTRY void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1);
+/// Builds in the forms of its input that q's products read (int8 blocks, reordered codes; nothing for
+/// float kernels). Call it on one thread for every matrix that will read the input, after
+/// in.reset(x, n, cols); the products may then run concurrently.
+QLIB_KERNEL_ENTRY void prepare(const qmatrix_view& q, prepared_input& in);
 
-/// x [n, cols] -> y [n, rows] for output rows [r0, r1): y[i*rows + r] = W[r, :] . x[i, :].
-QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0,
-                              std::int64_t r1);
+/// y [n, rows] for output rows [r0, r1) of W . x, x being the prepared input: y[i*rows + r] = W[r, :] . x[i, :].
+/// Thread-safe on disjoint row ranges.
+QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1);
+
+/// x [n, cols] -> y [n, rows] for output rows [r0, r1), preparing x on this thread (a caller that
+/// splits one product across threads, or multiplies one input by several matrices, prepares once
+/// instead: see prepare).
+inline void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
+    thread_local prepared_input in;
+    in.reset(x, n, q.cols);
+    prepare(q, in);
+    matmul(q, in, y, r0, r1);
+}
+
+/// y[r] = W[r, :] . x for r in [r0, r1). Thread-safe on disjoint row ranges.
+inline void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
+    matmul(q, x, 1, y, r0, r1);
+}
 
 /// Scheme "none" over f32/f16/bf16 weights as stored (e.g. memory-mapped, maybe unaligned).
 [[nodiscard]] inline qmatrix_view float_matrix(const tensor_view& w) {
@@ -234,13 +253,21 @@ QLIB_KERNEL_ENTRY void dequantize_rows(const qmatrix_view& q, std::int64_t r0, s
 #endif
 
 #if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_PRODUCTS)
-QLIB_KERNEL_ENTRY void matvec(const qmatrix_view& q, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matvec(q, x, y, r0, r1); });
+QLIB_KERNEL_ENTRY void prepare(const qmatrix_view& q, prepared_input& in) {
+    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) {
+        if constexpr (requires { Fam::prepare(q, in); }) Fam::prepare(q, in);
+    });
 }
 
-QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const float* x, std::int64_t n, float* y, std::int64_t r0,
-                              std::int64_t r1) {
-    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) { Fam::matmul(q, x, n, y, r0, r1); });
+QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
+    if (in.cols() != q.cols)
+        detail::raise<argument_error>("quant", detail::config_string(q.config), "input rows of ", in.cols(),
+                                      " values for a matrix of ", q.cols, " columns");
+    detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) {
+        if constexpr (requires { Fam::prepare(q, std::declval<prepared_input&>()); }) Fam::matmul(q, in, y, r0, r1);
+        else if (in.n() == 1) Fam::matvec(q, in.x(), y, r0, r1);
+        else Fam::matmul(q, in.x(), in.n(), y, r0, r1);
+    });
 }
 #endif
 

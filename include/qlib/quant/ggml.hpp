@@ -19,6 +19,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "qlib/kernels/diagnostics.hpp"
 #include "qlib/kernels/simd.hpp"
 #include "qlib/quant/ggml_blocks.hpp"
+#include "qlib/quant/prepared_input.hpp"
 #include "qlib/quant/scheme.hpp"
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN
@@ -1214,23 +1216,20 @@ const typename P::block* ggml_row(const qmatrix_view& m, std::int64_t r, std::si
     return buf.data();
 }
 
-/// Activations quantized to the policy's activation blocks (q8_0 or q8_K), per thread.
+/// Activations quantized to the policy's activation blocks (q8_0 or q8_K): [n, cols / block].
 template <class P>
-const typename P::act* ggml_activations(const float* x, std::int64_t n, std::int64_t cols) {
-    using A = typename P::act;
-    thread_local std::vector<A> buf;
+void quantize_activations(const float* x, std::int64_t n, std::int64_t cols, std::vector<typename P::act>& out) {
     const std::int64_t nb = cols / P::elems;
-    buf.resize(static_cast<std::size_t>(n * nb));
+    out.resize(static_cast<std::size_t>(n * nb));
     for (std::int64_t i = 0; i < n; ++i) {
-        if constexpr (std::is_same_v<A, block_q8_0>) quantize_row_q8_0(x + i * cols, buf.data() + i * nb, cols);
-        else quantize_row_q8_K_ref(x + i * cols, buf.data() + i * nb, cols);
+        if constexpr (std::is_same_v<typename P::act, block_q8_0>) quantize_row_q8_0(x + i * cols, out.data() + i * nb, cols);
+        else quantize_row_q8_K_ref(x + i * cols, out.data() + i * nb, cols);
     }
-    return buf.data();
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define QLIB_GGML_PAIR_KERNELS 1
-/// q8_0 activations re-laid once per call for the 512-bit row kernels, which take two weight blocks
+/// q8_0 activations re-laid once per input for the 512-bit row kernels, which take two weight blocks
 /// per vector: the codes of each block pair contiguous in the order the weights unpack to, and the
 /// pair's two block scales. Weights enter vpdpbusd as unsigned bytes: q4_0 codes as stored (offset 8),
 /// q8_0 codes xor 0x80 (offset 128), so sum (w - o) a = dpbusd(w, a) - dpbusd(o, a), exact in int32.
@@ -1245,8 +1244,7 @@ struct q8_0_pairs {
 /// n activation rows of nb q8_0 blocks each. nibbles: q4_0 order, where a pair unpacks to (low
 /// halves of both blocks, then high halves).
 template <bool nibbles>
-const q8_0_pairs& lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb) {
-    thread_local q8_0_pairs p;
+void lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_pairs& p) {
     p.pairs = nb / 2;
     const auto np = static_cast<std::size_t>(n * p.pairs);
     p.q.resize(np * 64), p.d.resize(np * 2);
@@ -1262,7 +1260,6 @@ const q8_0_pairs& lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_
         }
         p.d[2 * i] = h2f(b0.d), p.d[2 * i + 1] = h2f(b1.d);
     }
-    return p;
 }
 
 /// out[j][t] = weight row j (of NR) . activation row t0 + t (of NT), q4_0 or q8_0 weights against
@@ -1328,7 +1325,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
 }
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
-/// q8_0 activations re-laid once per call for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
+/// q8_0 activations re-laid once per input for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
 /// Each block pair goes through one vector pair as it unpacks (low nibbles of both blocks, then high
 /// nibbles), and a transpose-add then leaves one lane per block, so the int-to-float conversion, the
 /// scale product and the FMA run once per 8 blocks rather than once per pair. Weights enter maddubs
@@ -1343,8 +1340,7 @@ struct q4_0_octets {
     std::vector<float> d;           // [n, octets, 8]
 };
 
-inline const q4_0_octets& lay_out_q4_0_octets(const block_q8_0* a, std::int64_t n, std::int64_t nb) {
-    thread_local q4_0_octets p;
+inline void lay_out_q4_0_octets(const block_q8_0* a, std::int64_t n, std::int64_t nb, q4_0_octets& p) {
     p.octets = nb / 8;
     const auto no = static_cast<std::size_t>(n * p.octets);
     p.q.resize(no * 256), p.off.resize(no * 8), p.d.resize(no * 8);
@@ -1364,7 +1360,6 @@ inline const q4_0_octets& lay_out_q4_0_octets(const block_q8_0* a, std::int64_t 
             p.d[8 * i + l] = h2f(blk.d);
         }
     }
-    return p;
 }
 
 /// out[t] = q4_0 weight row . activation row t0 + t (of NT) against activations laid out by
@@ -1472,22 +1467,38 @@ struct ggml_family {
         });
     }
 
-    /// y[r] = W[r,:].x: x is quantized once to q8_0 / q8_K, then integer block dot products.
-    /// A single-token matmul, so both give identical results per token.
-    static void matvec(const qmatrix_view& m, const float* x, float* y, std::int64_t r0, std::int64_t r1) {
-        matmul(m, x, 1, y, r0, r1);
+    /// Quantizes the input to the policy's activation blocks (q8_0 / q8_K) and lays them out for the
+    /// q4_0 / q8_0 row kernels; every matrix of the same kind reading this input shares them.
+    static void prepare(const qmatrix_view& m, prepared_input& in) {
+        detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
+            using A = typename P::act;
+            [[maybe_unused]] const std::int64_t n = in.n(), nb = in.cols() / P::elems;
+            [[maybe_unused]] const auto& a = in.form<std::vector<A>>(0, [&](std::vector<A>& v) {
+                detail::quantize_activations<P>(in.x(), n, in.cols(), v);
+            });
+#ifdef QLIB_GGML_PAIR_KERNELS
+            constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
+            if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
+                in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
+#endif
+#ifdef QLIB_GGML_Q4_0_OCTETS_256
+            if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
+                in.form<detail::q4_0_octets>(0, [&](auto& p) { detail::lay_out_q4_0_octets(a.data(), n, nb, p); });
+#endif
+        });
     }
 
-    /// x [n, cols] -> y [n, rows] for rows [r0, r1): each activation row is quantized once, and each
-    /// weight block is decoded once per tile of 4 activation rows (and, for q4_0 and q8_0 with
-    /// AVX-512 VNNI, each activation block loaded once per 4 weight rows).
-    static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
+    /// y [n, rows] for rows [r0, r1) from a prepared input: integer block dot products, each weight
+    /// block decoded once per tile of 4 activation rows (and, for q4_0 and q8_0 with AVX-512 VNNI, each
+    /// activation block loaded once per 4 weight rows). A token's result does not depend on n.
+    static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
         detail::with_ggml_policy(m.config.scheme, [&]<class P>(P) {
             using A = typename P::act;
             using block = typename P::block;
             using ic = std::integral_constant<int, 1>;
-            const std::int64_t nb = m.cols / P::elems;
-            const A* a = detail::ggml_activations<P>(x, n, m.cols);
+            const std::string_view what = scheme_name(m.config.scheme);
+            const std::int64_t n = in.n(), nb = m.cols / P::elems;
+            const A* a = in.form<std::vector<A>>(0, what).data();
             // tile(NR, NT, rows, t0, out): out[j][t] for weight rows rows[0, NR) and activation rows
             // [t0, t0 + NT); rows go RT at a time, tokens 4 at a time. Activation rows go in chunks of
             // about 256 KB (token_bytes each as the tile reads them), so that a chunk stays in L2 while
@@ -1517,7 +1528,7 @@ struct ggml_family {
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
-                const auto& pairs = detail::lay_out_pairs<nibbles>(a, n, nb);
+                const auto& pairs = in.form<detail::q8_0_pairs>(nibbles, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
                     detail::dot_pairs<P, NR, NT>(rows, nb, pairs, a, t0, out);
@@ -1532,7 +1543,7 @@ struct ggml_family {
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>) {
-                const auto& octets = detail::lay_out_q4_0_octets(a, n, nb);
+                const auto& octets = in.form<detail::q4_0_octets>(0, what);
                 const std::int64_t token_bytes = nb / 8 * detail::q4_0_octets::bytes_per_octet + nb % 8 * std::int64_t{sizeof(block_q8_0)};
                 return by_tiles(ic{}, token_bytes, [&]<int NT>(ic, std::integral_constant<int, NT>, const block* const* rows,
                                                                std::int64_t t0, float (*out)[NT]) {
