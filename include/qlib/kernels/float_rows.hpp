@@ -37,9 +37,12 @@ void float_tile(const std::byte* const* w, const float* x, std::int64_t cols, fl
     std::int64_t c = 0;
     for (; c + W <= cols; c += W) {
         fbatch wv[R];
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i) wv[i] = kernels::load_as_f32(D, w[i] + static_cast<std::size_t>(c) * es);
+        QLIB_UNROLL
         for (int t = 0; t < T; ++t) {
             const fbatch xv = kernels::load_f32(x + t * cols + c);
+            QLIB_UNROLL
             for (int i = 0; i < R; ++i) acc[i][t] = xsimd::fma(wv[i], xv, acc[i][t]);
         }
     }

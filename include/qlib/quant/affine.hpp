@@ -436,10 +436,12 @@ struct affine_kernels {
             auto chunk = [&]<bool Half>(std::int64_t c, std::bool_constant<Half>) {
                 __m512i xq[T];
                 __m512 dl[T];
+                QLIB_UNROLL
                 for (int t = 0; t < T; ++t) {
                     xq[t] = _mm512_loadu_si512(a.codes(t0 + t) + 64 * c);
                     dl[t] = _mm512_loadu_ps(a.lane_scales(t0 + t) + 16 * c);
                 }
+                QLIB_UNROLL
                 for (int i = 0; i < R; ++i) {
                     const std::byte* p = w + i * rb + static_cast<std::size_t>(c * 8 * B);
                     prefetch_ahead(w, rb, c * R + i, 8 * B);
@@ -447,6 +449,7 @@ struct affine_kernels {
                     const __m512 two = _mm512_maskz_loadu_ps(Half ? 1 : 3, s + i * ng + 2 * c);
                     const __m512 sv =
                         _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), two);
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t) {
                         const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xq[t]));
                         acc[i][t] = _mm512_fmadd_ps(p, _mm512_mul_ps(dl[t], sv), acc[i][t]);
@@ -461,24 +464,33 @@ struct affine_kernels {
             constexpr int CPG = G / 64;
             for (std::int64_t g = 0; g < ng; ++g) {
                 __m512i xq[CPG][T];
+                QLIB_UNROLL
                 for (int k = 0; k < CPG; ++k)
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t) xq[k][t] = _mm512_loadu_si512(a.codes(t0 + t) + g * G + 64 * k);
+                QLIB_UNROLL
                 for (int i = 0; i < R; ++i) {
                     __m512i dot[T];
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
+                    QLIB_UNROLL
                     for (int k = 0; k < CPG; ++k) {
                         const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 64 * k) * B / 8);
                         prefetch_ahead(w, rb, (g * CPG + k) * R + i, 8 * B);
                         const __m512i q = kernels::unpack64<B>(p);
+                        QLIB_UNROLL
                         for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], q, xq[k][t]);
                     }
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t)
                         acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]),
                                                     _mm512_set1_ps(s[i * ng + g] * a.scales(t0 + t)[g]), acc[i][t]);
                 }
             }
         }
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i)
+            QLIB_UNROLL
             for (int t = 0; t < T; ++t)
                 y[(t0 + t) * ystride + r + i] =
                     _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
@@ -501,6 +513,7 @@ struct affine_kernels {
         auto chunk = [&](std::int64_t c, __mmask64 bytes) {
             __m512i xe[T], xo[T];
             __m512 dl[T];
+            QLIB_UNROLL
             for (int t = 0; t < T; ++t) {
                 xe[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c);
                 xo[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c + 64);
@@ -508,12 +521,14 @@ struct affine_kernels {
             }
             const std::int64_t g0 = c * GPC;
             const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - g0)) - 1u);
+            QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
                 const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
                 prefetch_ahead(w, rb, c * R + i, 64);
                 const __m512i v = bytes == ~__mmask64{0} ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes, p);
                 const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
                 const __m512 sv = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + g0));
+                QLIB_UNROLL
                 for (int t = 0; t < T; ++t) {
                     const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe[t]), hi, xo[t]);
                     acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dl[t], sv), acc[i][t]);
@@ -523,7 +538,9 @@ struct affine_kernels {
         const std::int64_t full = cols / 128;
         for (std::int64_t c = 0; c < full; ++c) chunk(c, ~__mmask64{0});
         if (cols % 128 != 0) chunk(full, (__mmask64{1} << (cols % 128 / 2)) - 1);
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i)
+            QLIB_UNROLL
             for (int t = 0; t < T; ++t)
                 y[(t0 + t) * ystride + r + i] =
                     _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
@@ -565,14 +582,18 @@ struct affine_kernels {
         const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
         const std::int8_t* xq[T];
         const float* xd[T];
+        QLIB_UNROLL
         for (int t = 0; t < T; ++t) xq[t] = a.codes(t0 + t), xd[t] = a.scales(t0 + t);
         __m256 acc[R][T];
         for (auto& row : acc)
             for (auto& v : row) v = _mm256_setzero_ps();
         for (std::int64_t g = 0; g < ng; ++g)
+            QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
                 __m256i dot[T];
+                QLIB_UNROLL
                 for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+                QLIB_UNROLL
                 for (int k = 0; k < G / 32; ++k) {
                     const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 32 * k) * B / 8);
                     prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 4 * B);
@@ -580,11 +601,13 @@ struct affine_kernels {
                     // 8-bit: q - 128 as a signed byte, and its magnitude (-128 reads back as 128 unsigned).
                     const __m256i q = B == 8 ? _mm256_xor_si256(u, flip) : u;
                     const __m256i qa = B == 8 ? _mm256_sign_epi8(q, q) : u;
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t) {
                         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + g * G + 32 * k));
                         dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, B == 8 ? _mm256_sign_epi8(x, q) : x));
                     }
                 }
+                QLIB_UNROLL
                 for (int t = 0; t < T; ++t)
                     acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_set1_ps(s[i * ng + g] * xd[t][g]), acc[i][t]);
             }
@@ -611,6 +634,7 @@ struct affine_kernels {
         alignas(32) std::byte tail[64];
         const std::int64_t chunks = (cols + 127) / 128;
         for (std::int64_t c = 0; c < chunks; ++c)
+            QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
                 const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
                 prefetch_ahead(w, rb, c * R + i, 64);
@@ -620,10 +644,12 @@ struct affine_kernels {
                 }
                 // Four scales from the row's chunk groups (the scratch has slack past the last row).
                 const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(s + i * ng + c * GPC));
+                QLIB_UNROLL
                 for (int h = 0; h < 2; ++h) {
                     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
                     const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
                     const __m256 sv = _mm256_permutevar8x32_ps(s4, gidx[h]);
+                    QLIB_UNROLL
                     for (int t = 0; t < T; ++t) {
                         const std::int8_t* x = a.codes4(t0 + t) + 128 * c + 32 * h;
                         // Pair sums <= 2 * 15 * 127: the even and odd halves add in int16 before widening.
@@ -643,7 +669,9 @@ struct affine_kernels {
     template <int R, int T>
     static void store_tile(const __m256 (&acc)[R][T], const float* b, std::int64_t ng, const float* xsum,
                            std::int64_t t0, float* y, std::int64_t ystride, std::int64_t r) noexcept {
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i)
+            QLIB_UNROLL
             for (int t = 0; t < T; ++t)
                 y[(t0 + t) * ystride + r + i] = kernels::reduce_add_256(acc[i][t]) +
                                                 dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);

@@ -713,6 +713,7 @@ inline void store_codes(__m256i q, float scale0, float scale1, float bias, float
     _mm512_storeu_ps(out + 16, with_bias ? _mm512_add_ps(opaque(p1), b) : p1);
 #else
     const __m256 b = _mm256_set1_ps(bias);
+    QLIB_UNROLL
     for (int h = 0; h < 2; ++h) {
         const __m128i half = h ? _mm256_extracti128_si256(q, 1) : _mm256_castsi256_si128(q);
         const __m256 s = _mm256_set1_ps(h ? scale1 : scale0);
@@ -755,9 +756,10 @@ struct ggml_q4_0 {
     static __m256i codes(const block& x) noexcept { return _mm256_sub_epi8(unpack_nibbles(x.qs), _mm256_set1_epi8(8)); }
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = codes(x);
         const float dx = h2f(x.d);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
@@ -780,9 +782,10 @@ struct ggml_q4_1 {
         store_codes<true>(unpack_nibbles(x.qs), d, d, h2f(x.m), out);
     }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = unpack_nibbles(x.qs), ones = _mm256_set1_epi8(1);
         const float dx = h2f(x.d), mx = h2f(x.m);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             const __m256i yv = load256(y.qs);
@@ -810,9 +813,10 @@ struct ggml_q5_0 {
     }
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(codes(x), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = codes(x);
         const float dx = h2f(x.d);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
@@ -832,9 +836,10 @@ struct ggml_q8_0 {
 #if defined(__AVX2__)
     static void decode(const block& x, float* out) noexcept { const float d = h2f(x.d); store_codes(load256(x.qs), d, d, 0.0f, out); }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i q = load256(x.qs);
         const float dx = h2f(x.d);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             const __m256 p = _mm256_cvtepi32_ps(dot_lanes_signed(q, load256(y.qs)));
@@ -857,6 +862,7 @@ struct ggml_q4_K {
         q4_K_scales(x, sc, m);
         const float d = h2f(x.d), dmin = h2f(x.dmin);
         const __m256i mask = _mm256_set1_epi8(0x0F);
+        QLIB_UNROLL
         for (int c = 0; c < 4; ++c) {
             const __m256i v = load256(x.qs + 32 * c);
             const float d1 = d * sc[2 * c], d2 = d * sc[2 * c + 1];
@@ -875,22 +881,25 @@ struct ggml_q4_K {
                                                    static_cast<int>(u[1] & low6), static_cast<int>(mn_hi)));
     }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         const __m256i sm = scales_mins(x);
         const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
         const __m128i mins = _mm256_extracti128_si256(sm, 1);
         const __m256i mask = _mm256_set1_epi8(0x0F);
         __m256i q[8];
+        QLIB_UNROLL
         for (int c = 0; c < 4; ++c) {
             const __m256i v = load256(x.qs + 32 * c);
             q[2 * c] = _mm256_and_si256(v, mask);
             q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
         }
         const float d = h2f(x.d), dmin = h2f(x.dmin);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             // Sub-block j: maddubs pairs (|.| <= 2*15*127) times its scale (<= 63) in madd's int16 slot.
             __m256i isum = _mm256_setzero_si256();
+            QLIB_UNROLL
             for (int j = 0; j < 8; ++j) {
                 const __m256i s = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * j)));
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(y.qs + 32 * j)), s));
@@ -916,6 +925,7 @@ struct ggml_q6_K {
     /// The 256 codes (0..63) as 8 vectors of 32 consecutive elements.
     static void codes(const block& x, __m256i* q) noexcept {
         const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+        QLIB_UNROLL
         for (int h = 0; h < 2; ++h) {
             const __m256i l0 = load256(x.ql + 64 * h), l1 = load256(x.ql + 64 * h + 32), hb = load256(x.qh + 32 * h);
             q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
@@ -928,27 +938,31 @@ struct ggml_q6_K {
         __m256i q[8];
         codes(x, q);
         const float d = h2f(x.d);
+        QLIB_UNROLL
         for (int k = 0; k < 8; ++k)
             store_codes(_mm256_sub_epi8(q[k], _mm256_set1_epi8(32)), d * x.scales[2 * k], d * x.scales[2 * k + 1], 0.0f, out + 32 * k);
     }
     template <int NT>
-    static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
+    [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
         __m256i q[8], s[8];
         codes(x, q);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
         // s[k]: 16-element scale 2k in every int16 slot of the low half, 2k+1 in the high half
         const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00), sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        QLIB_UNROLL
         for (int k = 0; k < 8; ++k) {
             const short at = static_cast<short>(0x0404 * (k % 4));
             s[k] = _mm256_shuffle_epi8(k < 4 ? sc_lo : sc_hi, _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>(0x0100 + at)),
                                                                                  _mm_set1_epi16(static_cast<short>(0x0302 + at))));
         }
         const float d = h2f(x.d);
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
             __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y.bsums)), 5);  // 32 * sum sc*bsum
             isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
             // maddubs pairs (codes <= 63: |.| <= 2*63*127) times the scale in madd's int16 slot
+            QLIB_UNROLL
             for (int k = 0; k < 8; ++k)
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load256(y.qs + 32 * k)), s[k]));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
@@ -964,6 +978,7 @@ void dot_tile(const typename P::block* row, std::int64_t cols, const typename P:
     // Two accumulator sets (even and odd blocks): with few activation rows a single FMA chain per
     // row would bound the loop by FMA latency rather than by decoding.
     __m256 acc[2][NT];
+    QLIB_UNROLL
     for (int t = 0; t < NT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     const std::int64_t nb = cols / P::elems;
     std::int64_t b = 0;
@@ -973,6 +988,7 @@ void dot_tile(const typename P::block* row, std::int64_t cols, const typename P:
         P::template dot<NT>(row[b + 1], ys, b + 1, acc[1]);
     }
     if (b < nb) P::template dot<NT>(row[b], ys, b, acc[0]);
+    QLIB_UNROLL
     for (int t = 0; t < NT; ++t) out[t] = kernels::reduce_add_256(_mm256_add_ps(acc[0][t], acc[1][t]));
 #else
     for (int t = 0; t < NT; ++t) out[t] = P::dot_ref(cols, row, ys[t]);
@@ -1280,6 +1296,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
     auto pair = [&](std::int64_t i, __m512 (&acc)[NR][NT]) __attribute__((always_inline)) {
         __m512i w[NR];
         __m512 dw[NR];
+        QLIB_UNROLL
         for (int j = 0; j < NR; ++j) {
             const auto& x0 = rows[j][2 * i];
             const auto& x1 = rows[j][2 * i + 1];
@@ -1297,6 +1314,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
                 _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(x0.d | (static_cast<std::uint32_t>(x1.d) << 16))));
             dw[j] = _mm512_permutexvar_ps(which, _mm512_castps128_ps512(dw2));
         }
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const std::size_t k = static_cast<std::size_t>((t0 + t) * np + i);
             const __m512i xq = _mm512_loadu_si512(p.q.data() + 64 * k);
@@ -1304,15 +1322,20 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
             const __m512i neg_off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xq));
             const __m512 xd = _mm512_permutexvar_ps(
                 which, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p.d.data() + 2 * k)))));
+            QLIB_UNROLL
             for (int j = 0; j < NR; ++j)
                 acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(neg_off, w[j], xq)), _mm512_mul_ps(dw[j], xd), acc[j][t]);
         }
     };
     __m512 acc[NR][NT];
+    QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
     for (std::int64_t i = 0; i < np; ++i) pair(i, acc);
+    QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
             if (nb % 2 != 0) {
@@ -1379,10 +1402,12 @@ void dot_q4_0_octets(const block_q4_0* row, std::int64_t nb, const q4_0_octets& 
     auto octet = [&](std::int64_t o, __m256 (&acc)[NT]) __attribute__((always_inline)) {
         const block_q4_0* x = row + 8 * o;
         __m256i part[NT][2];
+        QLIB_UNROLL
         for (int k = 0; k < 4; ++k) {
             prefetch_ahead(x + 2 * k, 1);
             const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x[2 * k + 1].qs), reinterpret_cast<const __m128i*>(x[2 * k].qs));
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            QLIB_UNROLL
             for (int t = 0; t < NT; ++t) {
                 const std::int8_t* q = p.q.data() + static_cast<std::size_t>((t0 + t) * p.octets + o) * 256 + 64 * k;
                 // |each maddubs| <= 2*15*127: the int16 sum cannot overflow.
@@ -1395,6 +1420,7 @@ void dot_q4_0_octets(const block_q4_0* row, std::int64_t nb, const q4_0_octets& 
                                           static_cast<std::uint64_t>(x[first + 4].d) << 32 | static_cast<std::uint64_t>(x[first + 6].d) << 48);
         };
         const __m256 dw = _mm256_cvtph_ps(_mm_set_epi64x(four(1), four(0)));
+        QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const std::size_t k = static_cast<std::size_t>((t0 + t) * p.octets + o);
             const __m256i sum = _mm256_sub_epi32(quads(part[t][0], part[t][1]), load256(p.off.data() + 8 * k));
@@ -1404,6 +1430,7 @@ void dot_q4_0_octets(const block_q4_0* row, std::int64_t nb, const q4_0_octets& 
     __m256 acc[NT];
     for (auto& v : acc) v = _mm256_setzero_ps();
     for (std::int64_t o = 0; o < p.octets; ++o) octet(o, acc);
+    QLIB_UNROLL
     for (int t = 0; t < NT; ++t) {
         const block_q8_0* y = a + (t0 + t) * nb;
         for (std::int64_t b = 8 * p.octets; b < nb; ++b) ggml_q4_0::dot<1>(row[b], &y, b, &acc[t]);
