@@ -740,11 +740,6 @@ template <class B>
 }
 #endif
 
-/// Scales and mins of the 8 sub-blocks of a q4_K block.
-inline void q4_K_scales(const block_q4_K& x, std::uint8_t* sc, std::uint8_t* m) noexcept {
-    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x.scales, sc[j], m[j]);
-}
-
 struct ggml_q4_0 {
     using block = block_q4_0;
     using act = block_q8_0;
@@ -857,32 +852,37 @@ struct ggml_q4_K {
     static constexpr auto dequantize_ref = dequantize_row_q4_K_ref;
     static constexpr auto dot_ref = vec_dot_q4_K_q8_K_ref;
 #if defined(__AVX2__)
+    /// The 8 sub-blocks' scales (int16 lanes 0-7) and mins (lanes 8-15), and d, dmin (f32 lanes 0 and 1
+    /// of dm). One 16-byte load covers d|dmin (32-bit lane 0) and the 12 scale bytes u0 u1 u2 (lanes
+    /// 1-3); each 32-bit lane then unpacks four sub-blocks as get_scale_min_k4 does one.
+    static __m256i scales_mins(const block& x, __m128& dm) noexcept {
+        static_assert(offsetof(block, scales) == 4 && sizeof(block) >= 16, "d, dmin and the scales lead the block");
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&x));
+        dm = _mm_cvtph_ps(v);
+        const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 2, 3, 1));  // u0 u2 u1 u2
+        const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 1));  // u0 u0 u1 u1
+        const __m128i low6 = _mm_and_si128(a, _mm_set1_epi8(0x3f));     // scales 0-3, mins 0-3
+        const __m128i high = _mm_or_si128(_mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(0x0f)),
+                                          _mm_and_si128(_mm_srli_epi32(b, 2), _mm_set1_epi8(0x30)));  // 4-7
+        return _mm256_cvtepu8_epi16(_mm_blend_epi32(low6, high, 0b1010));
+    }
     static void decode(const block& x, float* out) noexcept {
-        std::uint8_t sc[8], m[8];
-        q4_K_scales(x, sc, m);
-        const float d = h2f(x.d), dmin = h2f(x.dmin);
+        __m128 dm;
+        alignas(32) std::int16_t sm[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sm), scales_mins(x, dm));
+        const float d = _mm_cvtss_f32(dm), dmin = _mm_cvtss_f32(_mm_movehdup_ps(dm));
         const __m256i mask = _mm256_set1_epi8(0x0F);
-        QLIB_UNROLL
         for (int c = 0; c < 4; ++c) {
             const __m256i v = load256(x.qs + 32 * c);
-            const float d1 = d * sc[2 * c], d2 = d * sc[2 * c + 1];
-            store_codes<true>(_mm256_and_si256(v, mask), d1, d1, -(dmin * m[2 * c]), out + 64 * c);
-            store_codes<true>(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), d2, d2, -(dmin * m[2 * c + 1]), out + 64 * c + 32);
+            const float d1 = d * sm[2 * c], d2 = d * sm[2 * c + 1];
+            store_codes<true>(_mm256_and_si256(v, mask), d1, d1, -(dmin * sm[8 + 2 * c]), out + 64 * c);
+            store_codes<true>(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), d2, d2, -(dmin * sm[9 + 2 * c]), out + 64 * c + 32);
         }
-    }
-    /// The 8 sub-blocks' scales (int16 lanes 0-7) and mins (lanes 8-15), unpacked from the 12 bytes
-    /// four at a time (get_scale_min_k4 per 32-bit word).
-    static __m256i scales_mins(const block& x) noexcept {
-        std::uint32_t u[3];
-        std::memcpy(u, x.scales, sizeof u);
-        constexpr std::uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
-        const std::uint32_t sc_hi = (u[2] & low4) | ((u[0] >> 6 & low2) << 4), mn_hi = (u[2] >> 4 & low4) | ((u[1] >> 6 & low2) << 4);
-        return _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(u[0] & low6), static_cast<int>(sc_hi),
-                                                   static_cast<int>(u[1] & low6), static_cast<int>(mn_hi)));
     }
     template <int NT>
     [[gnu::always_inline]] static void dot(const block& x, const act* const* ys, std::int64_t b, __m256* acc) noexcept {
-        const __m256i sm = scales_mins(x);
+        __m128 dm;
+        const __m256i sm = scales_mins(x, dm);
         const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
         const __m128i mins = _mm256_extracti128_si256(sm, 1);
         const __m256i mask = _mm256_set1_epi8(0x0F);
@@ -893,7 +893,6 @@ struct ggml_q4_K {
             q[2 * c] = _mm256_and_si256(v, mask);
             q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
         }
-        const float d = h2f(x.d), dmin = h2f(x.dmin);
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const act& y = ys[t][b];
@@ -907,8 +906,9 @@ struct ggml_q4_K {
             // sum_j m_j * (bsums[2j] + bsums[2j+1]), in 4 lanes
             const __m256i bs = load256(y.bsums);
             const __m128i msum = _mm_madd_epi16(mins, _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d * y.d), acc[t]);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(msum)), _mm256_set1_ps(-(dmin * y.d)), acc[t]);
+            const __m128 dmy = _mm_mul_ps(dm, _mm_set1_ps(y.d));  // d * y.d, dmin * y.d
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(dmy), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(msum)), _mm256_broadcastss_ps(_mm_movehdup_ps(dmy)), acc[t]);
         }
     }
 #endif
