@@ -104,6 +104,8 @@ inline void store_row_params(const float* v, dtype t, std::byte* out, std::int64
 struct affine_q8_form {
     kernels::q8_activation act;
     std::vector<float> xsum;  // [n, cols/G]
+    /// 8-bit weights on AVX2 only (offset codes): [n, cols/G] 128 * d_g * sum(codes of group g).
+    std::vector<float> xoff;
 };
 
 /// Kernels for one compile-time affine layout.
@@ -416,6 +418,18 @@ struct affine_kernels {
     }();
 #endif
 
+    /// xoff[t, g] = 128 * d_g * sum(codes of group g), which offset codes drop (see below); once per input.
+    static void offset_sums(const kernels::q8_activation& a, std::vector<float>& xoff) {
+        const std::int64_t ng = a.cols / G;
+        xoff.resize(static_cast<std::size_t>(a.n * ng));
+        for (std::int64_t t = 0; t < a.n; ++t)
+            for (std::int64_t g = 0; g < ng; ++g) {
+                std::int32_t sum = 0;
+                for (std::int64_t j = g * G; j < (g + 1) * G; ++j) sum += a.codes(t)[j];
+                xoff[static_cast<std::size_t>(t * ng + g)] = 128.0f * a.scales(t)[g] * static_cast<float>(sum);
+            }
+    }
+
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
@@ -689,31 +703,20 @@ struct affine_kernels {
 #endif
 
 #if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
-    /// y[t*ystride + r] for all tokens of a and rows [r0, r1). 4-bit weights use the nibble-order kernel
-    /// when a carries that order (prepare builds it), else the natural-order kernel.
-    static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
-                          std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
-        if constexpr (!has_int8_kernels) matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
-        else matmul_q8_tiles(m, a, xsum, y, ystride, r0, r1);
-    }
-    static void matmul_q8_tiles(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
-                                std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
+    /// y[t*ystride + r] for all tokens of p and rows [r0, r1). 4-bit weights use the nibble-order kernel
+    /// when p carries that order (prepare builds it), else the natural-order kernel.
+    static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
+                          std::int64_t r1) {
+        const kernels::q8_activation& a = p.act;
+        const float* xsum = p.xsum.data();
         constexpr int RT = tile_rows, TT = tile_tokens;
         const std::int64_t cols = m.cols, ng = cols / G;
         const std::size_t rb = row_bytes(cols), es = dtype_size(m.config.scale_type);
-        // Scales and biases of a tile's rows, 4 floats of slack (tiles may load 4 scales at a time),
-        // and with offset codes each token's 128 * d_g * sum(codes of group g).
-        auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng + 4 + (offset_codes ? a.n * ng : 0)));
+        // Scales and biases of a tile's rows, and 4 floats of slack (tiles may load 4 scales at a time).
+        auto& sc = scratch(3, static_cast<std::size_t>(2 * RT * ng + 4));
         float* s = sc.data();
         float* b = s + RT * ng;
-        float* xoff = b + RT * ng + 4;
-        if constexpr (offset_codes)
-            for (std::int64_t t = 0; t < a.n; ++t)
-                for (std::int64_t g = 0; g < ng; ++g) {
-                    std::int32_t sum = 0;
-                    for (std::int64_t j = g * G; j < (g + 1) * G; ++j) sum += a.codes(t)[j];
-                    xoff[t * ng + g] = 128.0f * a.scales(t)[g] * static_cast<float>(sum);
-                }
+        const float* xoff = p.xoff.data();
         auto rows_by = [&]<int R>(std::int64_t r, std::integral_constant<int, R>) {
             // The scales and biases are two more streams the hardware prefetcher does not follow well.
             const std::size_t pb = static_cast<std::size_t>((r + PF) * ng) * es, pn = static_cast<std::size_t>(R * ng) * es;
@@ -749,13 +752,15 @@ struct affine_kernels {
     }
 #else
     static constexpr bool has_int8_kernels = false;
-    static void matmul_q8(const qmatrix_view& m, const kernels::q8_activation& a, const float* xsum, float* y,
-                          std::int64_t ystride, std::int64_t r0, std::int64_t r1) {
-        matmul_q8_ref(m, a, xsum, y, ystride, r0, r1);
+    static constexpr bool offset_codes = false;
+    static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
+                          std::int64_t r1) {
+        matmul_q8_ref(m, p.act, p.xsum.data(), y, ystride, r0, r1);
     }
 #endif
 
-    static constexpr std::uint64_t form_key = std::uint64_t{G} | std::uint64_t{B == 4} << 32;  // act_block == G
+    // act_block == G; bit widths with the same group share a form unless they need more of it.
+    static constexpr std::uint64_t form_key = std::uint64_t{G} | std::uint64_t{B == 4} << 32 | std::uint64_t{offset_codes} << 33;
 
     /// Builds the affine_q8_form the int8 kernels read (nothing for the float path).
     static void prepare(prepared_input& in) {
@@ -766,6 +771,7 @@ struct affine_kernels {
                 if constexpr (B == 4) kernels::build_nibble_order(p.act);
                 p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
                 for (std::int64_t t = 0; t < n; ++t) group_sums(in.x() + t * cols, cols, p.xsum.data() + t * (cols / G));
+                if constexpr (offset_codes) offset_sums(p.act, p.xoff);
             });
     }
 
@@ -774,7 +780,7 @@ struct affine_kernels {
     static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
         if constexpr (has_int8_kernels) {
             const auto& p = in.form<affine_q8_form>(form_key, "affine");
-            matmul_q8(m, p.act, p.xsum.data(), y, m.rows, r0, r1);
+            matmul_q8(m, p, y, m.rows, r0, r1);
         } else if (in.n() == 1) {
             matvec_f32(m, in.x(), y, r0, r1);
         } else {
