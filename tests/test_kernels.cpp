@@ -235,6 +235,7 @@ TEST_CASE("a prepared input serves several matrices and threads with the results
     fresh.reset(x.data(), 1, cols);
     CHECK_THROWS_AS(matmul(view_of(qs[3]), fresh, y.data(), 0, rows), argument_error);
     fresh.reset(x.data(), 1, cols / 2);
+    CHECK_THROWS_AS(prepare(view_of(qs[3]), fresh), argument_error);
     CHECK_THROWS_AS(matmul(view_of(qs[6]), fresh, y.data(), 0, rows), argument_error);
 }
 

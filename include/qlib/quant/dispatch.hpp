@@ -71,6 +71,12 @@ inline constexpr quant_scheme all_schemes[] = {
 template <class F>
 void with_family(const quant_config& cfg, F&& f);
 
+inline void check_input(const qmatrix_view& q, const prepared_input& in) {
+    if (in.cols() != q.cols || in.n() < 0)
+        raise<argument_error>("quant", config_string(q.config), "input of ", in.n(), " rows of ", in.cols(),
+                              " values for a matrix of ", q.cols, " columns");
+}
+
 }  // namespace detail
 
 // quantize, dequantize_rows, prepare and matmul instantiate every family's kernels (hundreds of SIMD
@@ -254,15 +260,14 @@ QLIB_KERNEL_ENTRY void dequantize_rows(const qmatrix_view& q, std::int64_t r0, s
 
 #if !defined(QLIB_SEPARATE_KERNELS) || defined(QLIB_KERNELS_PRODUCTS)
 QLIB_KERNEL_ENTRY void prepare(const qmatrix_view& q, prepared_input& in) {
+    detail::check_input(q, in);
     detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) {
         if constexpr (requires { Fam::prepare(q, in); }) Fam::prepare(q, in);
     });
 }
 
 QLIB_KERNEL_ENTRY void matmul(const qmatrix_view& q, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
-    if (in.cols() != q.cols)
-        detail::raise<argument_error>("quant", detail::config_string(q.config), "input rows of ", in.cols(),
-                                      " values for a matrix of ", q.cols, " columns");
+    detail::check_input(q, in);
     detail::with_family(q.config, [&]<class Fam>(std::type_identity<Fam>) {
         if constexpr (requires { Fam::prepare(q, std::declval<prepared_input&>()); }) Fam::matmul(q, in, y, r0, r1);
         else if (in.n() == 1) Fam::matvec(q, in.x(), y, r0, r1);
