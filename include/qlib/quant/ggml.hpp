@@ -1080,9 +1080,7 @@ inline void quantize_16_q8_0(const float* x, block_q8_0* y) noexcept {
     }
 }
 #endif
-}  // namespace detail
 
-namespace detail {
 #if defined(__AVX2__)
 /// qs[0, 32) = round(x * id), halves away from zero as roundf does.
 inline void store_q8_0_codes(const float* x, float id, std::int8_t* qs) noexcept {
