@@ -2,9 +2,10 @@
 // Bytes reported (SetBytesProcessed):
 //   quantize / dequantize: the f32 matrix (input of quantize, output of dequantize);
 //   matvec: the stored bytes read (packed indices + tables or scales), comparable with BM_memcpy and
-//   BM_read_stream over the same byte count (the memory-bandwidth ceilings).
+//   BM_read_stream over the same byte count (the memory-bandwidth ceilings), and with BM_matvec_float
+//   (the float kernels, the default product before the int16-table kernels).
 // k-means is the slow part: BM_lut_quantize reports one whole-tensor quantization per iteration.
-// Run e.g.: bench_lut --benchmark_filter='matvec|memcpy'
+// Run e.g.: bench_lut --benchmark_filter='matvec|read_stream'
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -85,6 +86,23 @@ void BM_matvec(benchmark::State& st) {
     st.counters["bpw"] = q.bits_per_weight();
 }
 
+// The same product through the families' float kernels (codes widened to floats, table values by a
+// permute or a gather): the path matvec took before the int16-table kernels, measured in the same run.
+void BM_matvec_float(benchmark::State& st) {
+    const auto& q = quantized(make_cfg(st.range(0), st.range(1), st.range(2)));
+    const auto v = view_of(q);
+    std::vector<float> x(weights().begin(), weights().begin() + cols), y(static_cast<std::size_t>(rows));
+    for (auto _ : st) {
+        switch (v.config.scheme) {
+            case quant_scheme::lut: lut_family::matvec(v, x.data(), y.data(), 0, rows); break;
+            case quant_scheme::nf4: nf4_family::matvec(v, x.data(), y.data(), 0, rows); break;
+            default: fp4_family::matvec(v, x.data(), y.data(), 0, rows); break;
+        }
+        benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(st.iterations() * static_cast<std::int64_t>(q.stored_bytes()));
+}
+
 // The ceilings over a buffer of the given byte count.
 void BM_memcpy(benchmark::State& st) {
     const auto n = static_cast<std::size_t>(st.range(0));
@@ -149,3 +167,4 @@ BENCHMARK(BM_table_quantize)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dequantize)->Apply(kernel_args)->MinTime(0.1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matvec)->Apply(kernel_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_matvec_float)->Apply(kernel_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);

@@ -8,11 +8,13 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "qlib/io/safetensors.hpp"
+#include "qlib/kernels/table_i16.hpp"
 #include "qlib/quant/dispatch.hpp"
 #include "qlib/quant/metrics.hpp"
 #include "test_support.hpp"
@@ -74,6 +76,30 @@ void check_nearest(const quantized_tensor& q, std::span<const float> w) {
             REQUIRE(std::abs(static_cast<double>(w[i]) - d[i]) == nearest_distance(tab, w[i]));
         }
     }
+}
+
+/// Bound on |int16-table product - float product| for one row w (dequantized) and one token x: the
+/// activation's int8 rounding per block of 32 (recomputed here) plus, per weight, half a step of the
+/// int16 table (step(j): the table's scale times the weight's block scale).
+template <class Step>
+double table_int_bound(const float* w, const float* x, std::int64_t cols, Step&& step) {
+    double e = 0.0;
+    std::int8_t c8[32];
+    for (std::int64_t b = 0; b < cols / 32; ++b) {
+        const double d = kernels::detail::quantize_block_q8_ref(x + 32 * b, 32, c8);
+        for (std::int64_t j = 32 * b; j < 32 * b + 32; ++j) {
+            const double xq = d * c8[j - 32 * b];
+            e += std::abs(w[j]) * std::abs(x[j] - xq) + 0.5 * step(j) * std::abs(xq);
+        }
+    }
+    return e * 1.0001 + 1e-6;
+}
+
+/// The int16 table's step for a table of entries values.
+double table_step(std::span<const float> t) {
+    double m = 0.0;
+    for (float v : t) m = std::max(m, std::abs(static_cast<double>(v)));
+    return m / 32767.0;
 }
 
 std::vector<float> mixture(std::size_t n, unsigned seed) {
@@ -201,21 +227,36 @@ TEMPLATE_TEST_CASE_SIG("lut quantization: nearest entries, SIMD == reference, de
         K::dequantize_rows(v, 3, rows, d3.data());
         CHECK(std::memcmp(d3.data(), d1.data() + 3 * cols, d3.size() * 4) == 0);
 
-        const auto x = gaussian(static_cast<std::size_t>(cols * 3), 1.0f, 11);
-        std::vector<float> y1(rows), y2(rows, -7.0f), ym(static_cast<std::size_t>(rows * 3));
+        // Float products (8-bit tables' default): SIMD close to the double-accumulated reference.
+        constexpr std::int64_t nt = 6;  // tokens: a full 4-token tile and a remainder
+        const auto x = gaussian(static_cast<std::size_t>(cols * nt), 1.0f, 11);
+        std::vector<float> y1(rows), y2(rows, -7.0f), yf(static_cast<std::size_t>(rows * nt));
         K::matvec_ref(v, x.data(), y1.data(), 0, rows);
         K::matvec(v, x.data(), y2.data(), 1, rows);
         CHECK(y2[0] == -7.0f);
-        matmul(v, x.data(), 3, ym.data(), 0, rows);
+        for (std::int64_t i = 0; i < nt; ++i) K::matvec(v, x.data() + i * cols, yf.data() + i * rows, 0, rows);
+        // Default products: the int16-table kernel where compiled in (bits <= 6 on AVX2), close to its
+        // reference, and that within the int8 / int16 rounding bound of the float product.
+        kernels::i16_activation a;
+        kernels::quantize_activation_i16<true>(x.data(), nt, cols, kernels::chunk_values(B), a);
+        std::vector<float> yi(static_cast<std::size_t>(rows * nt)), ym(yi.size());
+        K::matmul_i16_ref(v, a, yi.data(), 0, rows);
+        matmul(v, x.data(), nt, ym.data(), 0, rows);
         for (std::int64_t r = 0; r < rows; ++r) {
-            double mag = 0.0;
-            for (std::int64_t c = 0; c < cols; ++c) mag += std::abs(d1[r * cols + c] * x[c]);
-            if (r > 0) CHECK(std::abs(y1[r] - y2[r]) <= 1e-5 * mag + 1e-7);
-            CHECK(std::abs(y1[r] - ym[r]) <= 1e-5 * mag + 1e-7);
-            for (int i = 1; i < 3; ++i) {
-                double ref = 0.0;
-                for (std::int64_t c = 0; c < cols; ++c) ref += static_cast<double>(d1[r * cols + c]) * x[i * cols + c];
-                CHECK(std::abs(ym[i * rows + r] - ref) <= 1e-5 * mag * 4 + 1e-6);
+            const double step = table_step(table(q, C ? r / C : 0));
+            for (std::int64_t i = 0; i < nt; ++i) {
+                double ref = 0.0, mag = 0.0;
+                for (std::int64_t c = 0; c < cols; ++c) {
+                    ref += static_cast<double>(d1[r * cols + c]) * x[i * cols + c];
+                    mag += std::abs(d1[r * cols + c] * x[i * cols + c]);
+                }
+                const auto k = static_cast<std::size_t>(i * rows + r);
+                if (i == 0 && r > 0) CHECK(std::abs(y2[r] - ref) <= 1e-5 * mag + 1e-7);
+                if (i == 0) CHECK(std::abs(y1[r] - ref) <= 1e-6 * mag + 1e-7);
+                CHECK(std::abs(yf[k] - ref) <= 1e-5 * mag + 1e-7);
+                CHECK(std::abs(ym[k] - (K::has_int_kernels ? yi[k] : yf[k])) <= 1e-5 * mag + 1e-7);
+                CHECK(std::abs(yi[k] - ref) <= table_int_bound(d1.data() + r * cols, x.data() + i * cols, cols,
+                                                               [&](std::int64_t) { return step; }));
             }
         }
     }
@@ -434,16 +475,37 @@ TEMPLATE_TEST_CASE_SIG("nf4/fp4 SIMD kernels equal their scalar references", "[n
                     const float vs = w[r * cols + c] / s;
                     REQUIRE(d1[r * cols + c] == Table::values[detail::nearest_code_ref<Table>(vs)] * s);
                 }
-            const auto x = gaussian(static_cast<std::size_t>(cols * 2), 1.0f, 4);
-            std::vector<float> y1(rows), y2(rows), ym(static_cast<std::size_t>(rows * 2));
+            constexpr std::int64_t nt = 5;
+            const auto x = gaussian(static_cast<std::size_t>(cols * nt), 1.0f, 4);
+            std::vector<float> y1(rows), y2(rows), yi(static_cast<std::size_t>(rows * nt)), ym(yi.size());
             K::matvec_ref(v, x.data(), y1.data(), 0, rows);
             K::matvec(v, x.data(), y2.data(), 0, rows);
-            matmul(v, x.data(), 2, ym.data(), 0, rows);
+            kernels::i16_activation a;
+            kernels::quantize_activation_i16<true>(x.data(), nt, cols, kernels::chunk_values(4), a);
+            K::matmul_i16_ref(v, a, yi.data(), 0, rows);
+            matmul(v, x.data(), nt, ym.data(), 0, rows);
+            const double step = table_step(Table::values);
             for (std::int64_t r = 0; r < rows; ++r) {
                 double mag = 0.0;
                 for (std::int64_t c = 0; c < cols; ++c) mag += std::abs(d1[r * cols + c] * x[c]);
                 CHECK(std::abs(y1[r] - y2[r]) <= 1e-5 * mag + 1e-7);
-                CHECK(std::abs(y1[r] - ym[r]) <= 1e-5 * mag + 1e-7);
+                for (std::int64_t i = 0; i < nt; ++i) {
+                    const auto k = static_cast<std::size_t>(i * rows + r);
+                    double ref = 0.0, mi = 0.0;
+                    for (std::int64_t c = 0; c < cols; ++c) {
+                        ref += static_cast<double>(d1[r * cols + c]) * x[i * cols + c];
+                        mi += std::abs(d1[r * cols + c] * x[i * cols + c]);
+                    }
+#if defined(QLIB_HAVE_TABLE_I16)
+                    CHECK(std::abs(ym[k] - yi[k]) <= 1e-5 * mi + 1e-7);
+#else
+                    CHECK(std::abs(ym[k] - ref) <= 1e-5 * mi + 1e-7);
+#endif
+                    const auto block_scale = [&](std::int64_t c) {
+                        return step * load_as_f32(st, q.find("scales")->bytes.data(), static_cast<std::size_t>(r * (cols / G) + c / G));
+                    };
+                    CHECK(std::abs(yi[k] - ref) <= table_int_bound(d1.data() + r * cols, x.data() + i * cols, cols, block_scale));
+                }
             }
         }
     };

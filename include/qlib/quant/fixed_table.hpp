@@ -23,8 +23,11 @@
 #include "qlib/core/error.hpp"
 #include "qlib/kernels/float_rows.hpp"
 #include "qlib/kernels/simd.hpp"
+#include "qlib/kernels/table_i16.hpp"
+#include "qlib/kernels/unpack_u8.hpp"
 #include "qlib/quant/affine.hpp"
 #include "qlib/quant/lut.hpp"
+#include "qlib/quant/prepared_input.hpp"
 #include "qlib/quant/scheme.hpp"
 #include "qlib/quant/spec.hpp"
 
@@ -225,6 +228,49 @@ struct fixed_table_kernels {
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
         matmul_by_decoded_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf); });
     }
+
+#if defined(QLIB_HAVE_TABLE_I16)
+    /// y[t*rows + r] for rows [r0, r1) against int8 activations: the int16-table kernel, each int32
+    /// lane weighted by the scale of its block.
+    static void matmul_i16(const qmatrix_view& m, const kernels::i16_activation& a, float* y, std::int64_t r0,
+                           std::int64_t r1) {
+        const kernels::i16_table<4> lk(Table::values.data());
+        const std::int64_t ng = m.cols / G;
+        auto& sc = scratch(2, static_cast<std::size_t>(ng));
+        // A 64-value chunk spans two blocks of 32 (lanes 0-3 and 4-7); a row may end in half a chunk.
+        const auto chunk_scale = [&](std::int64_t c) {
+            if constexpr (G == 32)
+                return _mm256_setr_m128(_mm_set1_ps(sc[static_cast<std::size_t>(2 * c)]),
+                                        _mm_set1_ps(sc[static_cast<std::size_t>(std::min(2 * c + 1, ng - 1))]));
+            else
+                return _mm256_set1_ps(sc[static_cast<std::size_t>(c * 64 / G)]);
+        };
+        for (std::int64_t r = r0; r < r1; ++r) {
+            const std::byte* row = m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r);
+            load_scales(m, r, sc.data());
+            store_token_tiles(a, m.rows, r, y, [&]<int T>(std::int64_t t0, std::integral_constant<int, T>, float* out) {
+                kernels::table_dot_tile<4, T>(row, lk, a, t0, chunk_scale, out);
+            });
+        }
+    }
+#endif
+
+    /// Scalar reference of matmul_i16 (double accumulation).
+    static void matmul_i16_ref(const qmatrix_view& m, const kernels::i16_activation& a, float* y, std::int64_t r0,
+                               std::int64_t r1) {
+        std::int16_t t16[16];
+        const float ts = kernels::table_to_i16(Table::values.data(), 16, t16);
+        std::vector<float> sc(static_cast<std::size_t>(m.cols / G));
+        std::vector<std::uint8_t> codes(static_cast<std::size_t>(m.cols));
+        for (std::int64_t r = r0; r < r1; ++r) {
+            load_scales(m, r, sc.data());
+            kernels::unpack_u8_ref(m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r), 4, static_cast<int>(m.cols),
+                                   codes.data());
+            for (std::int64_t t = 0; t < a.n; ++t)
+                y[t * m.rows + r] = static_cast<float>(kernels::table_dot_ref(
+                    codes.data(), t16, ts, a, t, [&](std::int64_t b) { return sc[static_cast<std::size_t>(b * 32 / G)]; }));
+        }
+    }
 };
 
 /// Calls f(fixed_table_spec<Table, group>{}) for a runtime group; false when unsupported.
@@ -302,6 +348,16 @@ struct fixed_table_family {
             detail::fixed_table_kernels<Spec>::matmul(m, x, n, y, r0, r1);
         });
     }
+
+#if defined(QLIB_HAVE_TABLE_I16)
+    /// The default products: int8 activations against the table in int16 (kernels/table_i16.hpp).
+    static void prepare(const qmatrix_view&, prepared_input& in) { detail::prepare_table_input(in, kernels::chunk_values(4)); }
+    static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
+        detail::with_fixed_table_spec<Table>(m.config.group_size, [&]<class Spec>(Spec) {
+            detail::fixed_table_kernels<Spec>::matmul_i16(m, detail::table_input(in, kernels::chunk_values(4), Table::name), y, r0, r1);
+        });
+    }
+#endif
 };
 
 using nf4_family = fixed_table_family<nf4_table>;

@@ -9,8 +9,9 @@
 // the file reproduces exactly the values the quantizer measured its error against.
 //
 // Also holds the table machinery the fixed-table families (quant/fixed_table.hpp) share: nearest-entry
-// coding by thresholds, and SIMD table lookup (a 16-entry table lives in one AVX-512 register, 64
-// or 256 entries in 4 or 16).
+// coding by thresholds, SIMD table lookup for decoding and the float products (a 16-entry table lives
+// in one AVX-512 register, 64 or 256 entries in 4 or 16), and the input form of the int16-table
+// products (kernels/table_i16.hpp), which are the default products up to 6 bits on AVX2.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -27,9 +29,12 @@
 #include "qlib/core/error.hpp"
 #include "qlib/kernels/float_rows.hpp"
 #include "qlib/kernels/simd.hpp"
+#include "qlib/kernels/table_i16.hpp"
+#include "qlib/kernels/unpack_u8.hpp"
 #include "qlib/quant/affine.hpp"
 #include "qlib/quant/bitpack.hpp"
 #include "qlib/quant/kmeans.hpp"
+#include "qlib/quant/prepared_input.hpp"
 #include "qlib/quant/scheme.hpp"
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN
@@ -229,6 +234,30 @@ inline void pack_row(const std::uint8_t* q, std::int64_t cols, std::byte* out) n
     for (std::int64_t j = 0; j < cols; j += 32) pack32<Bits>(q + j, out + static_cast<std::size_t>(j * Bits / 8));
 }
 
+/// The input form of the int16-table products for chunks of `chunk` values (kernels::chunk_values),
+/// shared by every table family.
+inline void prepare_table_input(prepared_input& in, int chunk) {
+    in.form<kernels::i16_activation>(static_cast<std::uint64_t>(chunk), [&](kernels::i16_activation& a) {
+        kernels::quantize_activation_i16(in.x(), in.n(), in.cols(), chunk, a);
+    });
+}
+[[nodiscard]] inline const kernels::i16_activation& table_input(const prepared_input& in, int chunk, std::string_view what) {
+    return in.form<kernels::i16_activation>(static_cast<std::uint64_t>(chunk), what);
+}
+
+#if defined(QLIB_HAVE_TABLE_I16)
+/// Stores tile(t0, integral_constant<int, T>, out) -- out[i] the product of row r with token t0 + i --
+/// to y[(t0 + i) * rows + r], over the tokens of a in tiles of up to 4.
+template <class Tile>
+void store_token_tiles(const kernels::i16_activation& a, std::int64_t rows, std::int64_t r, float* y, Tile&& tile) {
+    kernels::for_token_tiles(a.n, [&]<int T>(std::int64_t t0, std::integral_constant<int, T> nt) {
+        float out[T];
+        tile(t0, nt, out);
+        for (int i = 0; i < T; ++i) y[(t0 + i) * rows + r] = out[i];
+    });
+}
+#endif
+
 // ---- palettization kernels -----------------------------------------------------------------------
 template <lut_spec_like Spec>
 struct lut_kernels {
@@ -331,6 +360,48 @@ struct lut_kernels {
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1) {
         matmul_by_decoded_rows(m, x, n, y, r0, r1, [&](std::int64_t r, float* buf) { dequantize_rows(m, r, r + 1, buf); });
     }
+
+#if defined(QLIB_HAVE_TABLE_I16)
+    static constexpr bool has_int_kernels = B <= 6;
+
+    /// y[t*rows + r] for rows [r0, r1) against int8 activations: the int16-table kernel.
+    static void matmul_i16(const qmatrix_view& m, const kernels::i16_activation& a, float* y, std::int64_t r0,
+                           std::int64_t r1) {
+        const std::size_t es = dtype_size(m.config.scale_type);
+        for (std::int64_t r = r0; r < r1;) {
+            const std::int64_t t = Spec::table_of(r);
+            const std::int64_t e = Spec::channels ? std::min(r1, (t + 1) * Spec::channels) : r1;
+            const kernels::i16_table<B> lk(m.lut + static_cast<std::size_t>(t * K) * es, m.config.scale_type);
+            for (; r < e; ++r) {
+                const std::byte* row = m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r);
+                store_token_tiles(a, m.rows, r, y, [&]<int T>(std::int64_t t0, std::integral_constant<int, T>, float* out) {
+                    kernels::table_dot_tile<B, T>(row, lk, a, t0, kernels::unit_scale{}, out);
+                });
+            }
+        }
+    }
+
+#else
+    static constexpr bool has_int_kernels = false;
+#endif
+
+    /// Scalar reference of matmul_i16 (double accumulation).
+    static void matmul_i16_ref(const qmatrix_view& m, const kernels::i16_activation& a, float* y, std::int64_t r0,
+                               std::int64_t r1) {
+        float tab[K];
+        std::int16_t t16[K];
+        std::vector<std::uint8_t> codes(static_cast<std::size_t>(m.cols));
+        for (std::int64_t r = r0; r < r1; ++r) {
+            for (int i = 0; i < K; ++i)
+                tab[i] = load_as_f32(m.config.scale_type, m.lut, static_cast<std::size_t>(Spec::table_of(r) * K + i));
+            const float ts = kernels::table_to_i16(tab, K, t16);
+            kernels::unpack_u8_ref(m.weight + row_bytes(m.cols) * static_cast<std::size_t>(r), B, static_cast<int>(m.cols),
+                                   codes.data());
+            for (std::int64_t t = 0; t < a.n; ++t)
+                y[t * m.rows + r] = static_cast<float>(
+                    kernels::table_dot_ref(codes.data(), t16, ts, a, t, [](std::int64_t) { return 1.0f; }));
+        }
+    }
 };
 
 /// Calls f(lut_spec<bits, channels>{}) for a runtime (bits, channels per table); false when unsupported.
@@ -402,6 +473,22 @@ struct lut_family {
                        std::int64_t r1) {
         detail::with_lut_spec(m.config.bits, m.config.lut_group,
                               [&]<class Spec>(Spec) { detail::lut_kernels<Spec>::matmul(m, x, n, y, r0, r1); });
+    }
+
+    /// The default products: int8 activations against int16 tables up to 6 bits where AVX2 is compiled
+    /// in, else the float products.
+    static void prepare(const qmatrix_view& m, prepared_input& in) {
+        detail::with_lut_spec(m.config.bits, m.config.lut_group, [&]<class Spec>(Spec) {
+            if constexpr (detail::lut_kernels<Spec>::has_int_kernels) detail::prepare_table_input(in, kernels::chunk_values(Spec::bits));
+        });
+    }
+    static void matmul(const qmatrix_view& m, const prepared_input& in, float* y, std::int64_t r0, std::int64_t r1) {
+        detail::with_lut_spec(m.config.bits, m.config.lut_group, [&]<class Spec>(Spec) {
+            using K = detail::lut_kernels<Spec>;
+            if constexpr (K::has_int_kernels) K::matmul_i16(m, detail::table_input(in, kernels::chunk_values(Spec::bits), "lut"), y, r0, r1);
+            else if (in.n() == 1) K::matvec(m, in.x(), y, r0, r1);
+            else K::matmul(m, in.x(), in.n(), y, r0, r1);
+        });
     }
 };
 
