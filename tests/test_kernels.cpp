@@ -200,10 +200,10 @@ TEST_CASE("a prepared input serves several matrices and threads with the results
     const auto x = qlib_test::gaussian(static_cast<std::size_t>(n * cols), 1.0f, 3);
     const auto w = qlib_test::gaussian(static_cast<std::size_t>(rows * cols), 0.05f, 4);
     // Matrices that share forms (two affine widths with one group, q4_0 and q8_0 with q8_0 blocks, 4-bit
-    // tables and NF4 with the int16 codes in nibble order), need their own (affine 4-bit's nibble order,
+    // tables and NF4 with the int16 codes in nibble order), need their own (affine 4- and 2-bit packed orders,
     // q4_K's q8_K blocks, 6-bit tables' 32-value chunks) or none (float weights).
     std::vector<quant_config> cfgs;
-    for (const auto& [s, bits] : {std::pair{quant_scheme::affine, 4}, {quant_scheme::affine, 8}, {quant_scheme::affine, 3},
+    for (const auto& [s, bits] : {std::pair{quant_scheme::affine, 4}, {quant_scheme::affine, 8}, {quant_scheme::affine, 3}, {quant_scheme::affine, 2},
                                   {quant_scheme::q4_0, 0}, {quant_scheme::q8_0, 0}, {quant_scheme::q4_k, 0}, {quant_scheme::none, 0},
                                   {quant_scheme::lut, 4}, {quant_scheme::lut, 6}, {quant_scheme::nf4, 4}}) {
         quant_config c;

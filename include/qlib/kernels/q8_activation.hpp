@@ -29,17 +29,23 @@ struct q8_activation {
     /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
     std::vector<float> lane_d;
 
-    /// Optional second order for 4-bit weights (build_nibble_order): each 128-value chunk c as its 64
-    /// even positions, then its 64 odd ones -- the codes in the low and high nibbles of the chunk's
-    /// 64 packed bytes, so the weights need no shuffle. lane_d4 [n, stride4/128, 16]: lane l of chunk
-    /// c holds d of the block containing value 128c + 8l, the codes vpdpbusd sums into int32 lane l.
-    std::int64_t stride4 = 0;      // cols rounded up to 128; 0 when not built
-    std::vector<std::int8_t> q4;   // [n, stride4]
-    std::vector<float> lane_d4;    // [n, stride4/8]
+    /// Optional second order for 4-bit and 2-bit weights (build_packed_order), so the weights need no
+    /// shuffle: each 128-value chunk as the codes the packed bytes of its weights hold at one bit position.
+    /// 4-bit: its 64 even positions, then its 64 odd ones (the low and high nibbles of the chunk's 64
+    /// bytes). 2-bit: four runs of 32, run k holding values 4i + k (the crumbs at bit 2k of its 32 bytes).
+    /// lane_dp [n, stridep/128 * 128/lane_values]: lane l of chunk c holds d of the block containing
+    /// value 128c + l * lane_values, the values vpdpbusd / vpmaddwd sum into int32 lane l.
+    int packed_bits = 0;           // 4 or 2 when built
+    std::int64_t stridep = 0;      // cols rounded up to 128; 0 when not built
+    std::int64_t lane_values = 0;  // 8 (4-bit) or 16 (2-bit)
+    std::vector<std::int8_t> qp;   // [n, stridep]
+    std::vector<float> lane_dp;
 
     [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
-    [[nodiscard]] const std::int8_t* codes4(std::int64_t i) const noexcept { return q4.data() + i * stride4; }
-    [[nodiscard]] const float* lane_scales4(std::int64_t i) const noexcept { return lane_d4.data() + i * (stride4 / 8); }
+    [[nodiscard]] const std::int8_t* codes_packed(std::int64_t i) const noexcept { return qp.data() + i * stridep; }
+    [[nodiscard]] const float* lane_scales_packed(std::int64_t i) const noexcept {
+        return lane_dp.data() + i * (stridep / lane_values);
+    }
     [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * nblocks; }
     [[nodiscard]] const float* lane_scales(std::int64_t i) const noexcept { return lane_d.data() + i * (stride / 4); }
 
@@ -52,7 +58,7 @@ struct q8_activation {
         q.assign(static_cast<std::size_t>(n * stride), 0);
         d.assign(static_cast<std::size_t>(n * nblocks), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
-        stride4 = 0;
+        stridep = 0;
     }
 };
 
@@ -134,25 +140,29 @@ inline void quantize_activation(const float* x, std::int64_t n, std::int64_t col
     detail::quantize_activation_impl<false>(x, n, cols, block, a);
 }
 
-/// Adds the 4-bit kernels' order (q8_activation::q4, lane_d4) to quantized activations. O(n*cols),
-/// small next to any product it serves.
-inline void build_nibble_order(q8_activation& a) {
-    a.stride4 = (a.cols + 127) / 128 * 128;
-    a.q4.assign(static_cast<std::size_t>(a.n * a.stride4), 0);
-    a.lane_d4.assign(static_cast<std::size_t>(a.n * a.stride4 / 8), 0.0f);
+/// Adds the packed order of 4-bit or 2-bit weights (q8_activation::qp, lane_dp) to quantized
+/// activations. O(n*cols), small next to any product it serves.
+inline void build_packed_order(q8_activation& a, int bits) {
+    a.packed_bits = bits;
+    a.stridep = (a.cols + 127) / 128 * 128;
+    a.lane_values = bits == 4 ? 8 : 16;
+    const std::int64_t per = 8 / bits;  // codes per byte
+    a.qp.assign(static_cast<std::size_t>(a.n * a.stridep), 0);
+    a.lane_dp.assign(static_cast<std::size_t>(a.n * a.stridep / a.lane_values), 0.0f);
     for (std::int64_t t = 0; t < a.n; ++t) {
         const std::int8_t* src = a.codes(t);
-        std::int8_t* dst = a.q4.data() + t * a.stride4;
-        float* ld = a.lane_d4.data() + t * (a.stride4 / 8);
-        for (std::int64_t c = 0; c < a.stride4 / 128; ++c) {
-            for (std::int64_t j = 0; j < 64; ++j)
-                for (std::int64_t odd = 0; odd < 2; ++odd) {
-                    const std::int64_t v = 128 * c + 2 * j + odd;
-                    dst[128 * c + 64 * odd + j] = v < a.cols ? src[v] : 0;
+        std::int8_t* dst = a.qp.data() + t * a.stridep;
+        float* ld = a.lane_dp.data() + t * (a.stridep / a.lane_values);
+        for (std::int64_t c = 0; c < a.stridep / 128; ++c) {
+            // Run k holds the codes at position k of each byte: values per*j + k.
+            for (std::int64_t k = 0; k < per; ++k)
+                for (std::int64_t j = 0; j < 128 / per; ++j) {
+                    const std::int64_t v = 128 * c + per * j + k;
+                    dst[128 * c + (128 / per) * k + j] = v < a.cols ? src[v] : 0;
                 }
-            for (std::int64_t l = 0; l < 16; ++l) {
-                const std::int64_t v = 128 * c + 8 * l;
-                ld[16 * c + l] = v < a.cols ? a.scales(t)[v / a.block] : 0.0f;
+            for (std::int64_t l = 0; l < 128 / a.lane_values; ++l) {
+                const std::int64_t v = 128 * c + a.lane_values * l;
+                ld[(128 / a.lane_values) * c + l] = v < a.cols ? a.scales(t)[v / a.block] : 0.0f;
             }
         }
     }

@@ -4,11 +4,11 @@
 // its low and high bytes, so that one vpshufb looks up the bytes of 32 weights in a 16-entry table and a
 // byte interleave (vpunpck{l,h}bw) rebuilds their int16 values; vpmaddwd multiplies those by the
 // activations widened to int16. Without this, codes went to float lanes, back to integer indices and
-// through a permute (4-bit) or a gather (6-bit) per 8 weights, at a tenth of the affine kernels' speed.
+// through a permute (4-bit) or a gather (6-bit) per 8 weights, at a fifth of the affine kernels' speed
+// or less. Tables of up to 64 entries (6 bits) take 4 lookups and a blend on the codes' two high bits.
 //
-// Activations are quantized per block of 32 values (as llama.cpp's q8_0), and each 32-value chunk is
-// stored in the order the interleave leaves the weights within a 128-bit lane: values 0-7, 16-23,
-// 8-15, 24-31.
+// Activations are quantized per block of 32 values (as llama.cpp's q8_0) and stored in the order the
+// lookups leave the weights (lookup_position), so neither side is shuffled in the product.
 #include <algorithm>
 #include <array>
 #include <cmath>

@@ -410,10 +410,11 @@ struct affine_kernels {
     static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
         _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T1);
     }
-    /// The 4-bit tiles' int32 lane l covers codes [128c + 8l, +8) of chunk c: entry l is its group in the chunk.
+    /// The packed-order tiles' int32 lane l covers codes [128c + l * lane_values, +lane_values) of chunk c
+    /// (8 values for 4-bit codes, 16 for 2-bit): entry l is its group in the chunk.
     alignas(64) static constexpr std::array<std::int32_t, 16> lane_group = [] {
         std::array<std::int32_t, 16> g{};
-        for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = 8 * l / G;
+        for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = (B == 2 ? 16 : 8) * l / G;
         return g;
     }();
 #endif
@@ -434,6 +435,7 @@ struct affine_kernels {
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
     static constexpr bool offset_codes = false;
+    static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_q4 reads
 
     /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
     /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
@@ -510,7 +512,7 @@ struct affine_kernels {
                     _mm512_reduce_add_ps(acc[i][t]) + dot_f32(b + i * ng, xsum + (t0 + t) * ng, ng);
     }
 
-    /// 4-bit tile over the nibble order of a (q8_activation::q4): 64 packed bytes hold 128 codes, the
+    /// 4-bit tile over the packed order of a (q8_activation::qp): 64 packed bytes hold 128 codes, the
     /// even positions in the low nibbles and the odd ones in the high nibbles, so two masks and a shift
     /// replace the byte shuffles of unpack64. int32 lane l sums codes [128c + 8l, +8), inside one group.
     template <int R, int T>
@@ -529,9 +531,9 @@ struct affine_kernels {
             __m512 dl[T];
             QLIB_UNROLL
             for (int t = 0; t < T; ++t) {
-                xe[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c);
-                xo[t] = _mm512_loadu_si512(a.codes4(t0 + t) + 128 * c + 64);
-                dl[t] = _mm512_loadu_ps(a.lane_scales4(t0 + t) + 16 * c);
+                xe[t] = _mm512_loadu_si512(a.codes_packed(t0 + t) + 128 * c);
+                xo[t] = _mm512_loadu_si512(a.codes_packed(t0 + t) + 128 * c + 64);
+                dl[t] = _mm512_loadu_ps(a.lane_scales_packed(t0 + t) + 16 * c);
             }
             const std::int64_t g0 = c * GPC;
             const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - g0)) - 1u);
@@ -581,6 +583,7 @@ struct affine_kernels {
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 2;  // 8 ymm accumulators, the rest for operands
     static constexpr bool offset_codes = B == 8;
+    static constexpr int packed_order = B == 4 || B == 2 ? B : 0;  // the activation order tile_q4 / tile_q2 read
 
     /// lane i = sum_{k<4} u[4i+k] * x[4i+k]; u <= 128 and |x| <= 127 keep the int16 pair sums unsaturated.
     [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
@@ -628,7 +631,7 @@ struct affine_kernels {
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
 
-    /// 4-bit weights over the nibble order of a (q8_activation::q4): the 64 packed bytes of a 128-code
+    /// 4-bit weights over the packed order of a (q8_activation::qp): the 64 packed bytes of a 128-code
     /// chunk are two vectors whose low nibbles pair with 32 even-position codes and high nibbles with
     /// the 32 odd ones; int32 lane l of half h sums codes [128c + 64h + 8l, +8), inside one group.
     template <int R, int T>
@@ -665,15 +668,62 @@ struct affine_kernels {
                     const __m256 sv = _mm256_permutevar8x32_ps(s4, gidx[h]);
                     QLIB_UNROLL
                     for (int t = 0; t < T; ++t) {
-                        const std::int8_t* x = a.codes4(t0 + t) + 128 * c + 32 * h;
+                        const std::int8_t* x = a.codes_packed(t0 + t) + 128 * c + 32 * h;
                         // Pair sums <= 2 * 15 * 127: the even and odd halves add in int16 before widening.
                         const __m256i d16 = _mm256_add_epi16(
                             _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
                             _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64))));
-                        const __m256 dl = _mm256_loadu_ps(a.lane_scales4(t0 + t) + 16 * c + 8 * h);
+                        const __m256 dl = _mm256_loadu_ps(a.lane_scales_packed(t0 + t) + 16 * c + 8 * h);
                         acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d16, _mm256_set1_epi16(1))),
                                                     _mm256_mul_ps(dl, sv), acc[i][t]);
                     }
+                }
+            }
+        store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
+    }
+
+    /// 2-bit weights over the packed order of a (q8_activation::qp): the 32 packed bytes of a 128-code
+    /// chunk hold code 4i + k at bit 2k of byte i, so a shift and a mask per k replace unpack32_u8's
+    /// shuffles and multiplies; int32 lane l sums codes [128c + 16l, +16), inside one group.
+    template <int R, int T>
+    static void tile_q2(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                        std::int64_t ystride, std::int64_t r) {
+        static_assert(B == 2, "tile_q2: 2-bit weights only");
+        constexpr int GPC = 128 / G;  // groups per 128-code chunk
+        const std::int64_t ng = cols / G;
+        const __m256i gidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data()));
+        const __m256i mask = _mm256_set1_epi8(3);
+        __m256 acc[R][T];
+        for (auto& row : acc)
+            for (auto& v : row) v = _mm256_setzero_ps();
+        alignas(32) std::byte tail[32];
+        const std::int64_t chunks = (cols + 127) / 128;
+        for (std::int64_t c = 0; c < chunks; ++c)
+            QLIB_UNROLL
+            for (int i = 0; i < R; ++i) {
+                const std::byte* p = w + i * rb + static_cast<std::size_t>(32 * c);
+                prefetch_ahead(w, rb, c * R + i, 32);
+                if (128 * (c + 1) > cols) {  // the row's last 8, 16 or 24 bytes
+                    std::memset(tail, 0, sizeof tail);
+                    p = static_cast<const std::byte*>(std::memcpy(tail, p, static_cast<std::size_t>(cols % 128 / 4)));
+                }
+                const __m256 sv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * ng + c * GPC)), gidx);
+                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+                __m256i q[4];
+                QLIB_UNROLL
+                for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(k == 0 ? v : _mm256_srli_epi16(v, 2 * k), mask);
+                QLIB_UNROLL
+                for (int t = 0; t < T; ++t) {
+                    const std::int8_t* x = a.codes_packed(t0 + t) + 128 * c;
+                    // Four pair sums of 2 * 3 * 127 add in int16 before widening.
+                    __m256i d16 = _mm256_maddubs_epi16(q[0], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+                    QLIB_UNROLL
+                    for (int k = 1; k < 4; ++k)
+                        d16 = _mm256_add_epi16(d16, _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * k))));
+                    const __m256 dl = _mm256_loadu_ps(a.lane_scales_packed(t0 + t) + 8 * c);
+                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d16, _mm256_set1_epi16(1))),
+                                                _mm256_mul_ps(dl, sv), acc[i][t]);
                 }
             }
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
@@ -730,8 +780,10 @@ struct affine_kernels {
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
-                if constexpr (B == 4)
-                    if (a.stride4 != 0) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                if constexpr (packed_order == 4)
+                    if (a.packed_bits == 4) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                if constexpr (packed_order == 2)
+                    if (a.packed_bits == 2) return tile_q2<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
                 tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
             };
             std::int64_t t = 0;
@@ -753,6 +805,7 @@ struct affine_kernels {
 #else
     static constexpr bool has_int8_kernels = false;
     static constexpr bool offset_codes = false;
+    static constexpr int packed_order = 0;
     static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
                           std::int64_t r1) {
         matmul_q8_ref(m, p.act, p.xsum.data(), y, ystride, r0, r1);
@@ -760,7 +813,8 @@ struct affine_kernels {
 #endif
 
     // act_block == G; bit widths with the same group share a form unless they need more of it.
-    static constexpr std::uint64_t form_key = std::uint64_t{G} | std::uint64_t{B == 4} << 32 | std::uint64_t{offset_codes} << 33;
+    static constexpr std::uint64_t form_key =
+        std::uint64_t{G} | std::uint64_t{packed_order} << 32 | std::uint64_t{offset_codes} << 36;
 
     /// Builds the affine_q8_form the int8 kernels read (nothing for the float path).
     static void prepare(prepared_input& in) {
@@ -768,7 +822,7 @@ struct affine_kernels {
             in.form<affine_q8_form>(form_key, [&](affine_q8_form& p) {
                 const std::int64_t n = in.n(), cols = in.cols();
                 kernels::quantize_activation(in.x(), n, cols, act_block, p.act);
-                if constexpr (B == 4) kernels::build_nibble_order(p.act);
+                if constexpr (packed_order != 0) kernels::build_packed_order(p.act, packed_order);
                 p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
                 for (std::int64_t t = 0; t < n; ++t) group_sums(in.x() + t * cols, cols, p.xsum.data() + t * (cols / G));
                 if constexpr (offset_codes) offset_sums(p.act, p.xoff);
