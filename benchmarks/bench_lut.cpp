@@ -3,7 +3,7 @@
 //   quantize / dequantize: the f32 matrix (input of quantize, output of dequantize);
 //   matvec: the stored bytes read (packed indices + tables or scales), comparable with BM_memcpy and
 //   BM_read_stream over the same byte count (the memory-bandwidth ceilings), and with BM_matvec_float
-//   (the float kernels, the default product before the int16-table kernels).
+//   (the float kernels: the default product before the int16-table kernels, and still for 8-bit tables).
 // k-means is the slow part: BM_lut_quantize reports one whole-tensor quantization per iteration.
 // Run e.g.: bench_lut --benchmark_filter='matvec|read_stream'
 #include <benchmark/benchmark.h>

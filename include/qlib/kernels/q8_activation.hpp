@@ -58,7 +58,7 @@ struct q8_activation {
         q.assign(static_cast<std::size_t>(n * stride), 0);
         d.assign(static_cast<std::size_t>(n * nblocks), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
-        stridep = 0;
+        packed_bits = 0, stridep = 0, lane_values = 0;
     }
 };
 
@@ -142,11 +142,13 @@ inline void quantize_activation(const float* x, std::int64_t n, std::int64_t col
 
 /// Adds the packed order of 4-bit or 2-bit weights (q8_activation::qp, lane_dp) to quantized
 /// activations. O(n*cols), small next to any product it serves.
-inline void build_packed_order(q8_activation& a, int bits) {
-    a.packed_bits = bits;
+template <int Bits>
+void build_packed_order(q8_activation& a) {
+    static_assert(Bits == 4 || Bits == 2, "build_packed_order: 4-bit (nibble) or 2-bit (crumb) codes");
+    a.packed_bits = Bits;
     a.stridep = (a.cols + 127) / 128 * 128;
-    a.lane_values = bits == 4 ? 8 : 16;
-    const std::int64_t per = 8 / bits;  // codes per byte
+    a.lane_values = Bits == 4 ? 8 : 16;
+    constexpr std::int64_t per = 8 / Bits;  // codes per byte
     a.qp.assign(static_cast<std::size_t>(a.n * a.stridep), 0);
     a.lane_dp.assign(static_cast<std::size_t>(a.n * a.stridep / a.lane_values), 0.0f);
     for (std::int64_t t = 0; t < a.n; ++t) {

@@ -753,8 +753,8 @@ struct affine_kernels {
 #endif
 
 #if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
-    /// y[t*ystride + r] for all tokens of p and rows [r0, r1). 4-bit weights use the nibble-order kernel
-    /// when p carries that order (prepare builds it), else the natural-order kernel.
+    /// y[t*ystride + r] for all tokens of p and rows [r0, r1). 4-bit (and on AVX2 2-bit) weights use the
+    /// packed-order kernels when p carries that order (prepare builds it), else the natural-order kernel.
     static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
                           std::int64_t r1) {
         const kernels::q8_activation& a = p.act;
@@ -822,7 +822,7 @@ struct affine_kernels {
             in.form<affine_q8_form>(form_key, [&](affine_q8_form& p) {
                 const std::int64_t n = in.n(), cols = in.cols();
                 kernels::quantize_activation(in.x(), n, cols, act_block, p.act);
-                if constexpr (packed_order != 0) kernels::build_packed_order(p.act, packed_order);
+                if constexpr (packed_order != 0) kernels::build_packed_order<packed_order>(p.act);
                 p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
                 for (std::int64_t t = 0; t < n; ++t) group_sums(in.x() + t * cols, cols, p.xsum.data() + t * (cols / G));
                 if constexpr (offset_codes) offset_sums(p.act, p.xoff);
