@@ -435,7 +435,7 @@ struct affine_kernels {
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
     static constexpr bool offset_codes = false;
-    static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_q4 reads
+    static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_packed reads
 
     /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
     /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
@@ -516,10 +516,10 @@ struct affine_kernels {
     /// even positions in the low nibbles and the odd ones in the high nibbles, so two masks and a shift
     /// replace the byte shuffles of unpack64. int32 lane l sums codes [128c + 8l, +8), inside one group.
     template <int R, int T>
-    static void tile_q4(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+    static void tile_packed(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                         std::int64_t ystride, std::int64_t r) {
-        static_assert(B == 4, "tile_q4: 4-bit weights only");
+        static_assert(B == 4, "tile_packed: 4-bit weights only on AVX-512");
         constexpr int GPC = 128 / G;  // groups per 128-code chunk
         const std::int64_t ng = cols / G;
         const __m512i gidx = _mm512_load_si512(lane_group.data()), low = _mm512_set1_epi8(0x0F);
@@ -583,7 +583,7 @@ struct affine_kernels {
     static constexpr bool has_int8_kernels = true;
     static constexpr int tile_rows = 4, tile_tokens = 2;  // 8 ymm accumulators, the rest for operands
     static constexpr bool offset_codes = B == 8;
-    static constexpr int packed_order = B == 4 || B == 2 ? B : 0;  // the activation order tile_q4 / tile_q2 read
+    static constexpr int packed_order = B == 4 || B == 2 ? B : 0;  // the activation order tile_packed reads
 
     /// lane i = sum_{k<4} u[4i+k] * x[4i+k]; u <= 128 and |x| <= 127 keep the int16 pair sums unsaturated.
     [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
@@ -631,99 +631,61 @@ struct affine_kernels {
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
 
-    /// 4-bit weights over the packed order of a (q8_activation::qp): the 64 packed bytes of a 128-code
-    /// chunk are two vectors whose low nibbles pair with 32 even-position codes and high nibbles with
-    /// the 32 odd ones; int32 lane l of half h sums codes [128c + 64h + 8l, +8), inside one group.
+    /// 4-bit and 2-bit weights over the packed order of a (q8_activation::qp): the 16*B packed bytes of a
+    /// 128-code chunk hold, at bit B*f of each byte, the run f of codes the packed order lists, so a shift
+    /// and a mask per run replace unpack32_u8's shuffles. Per 32-byte vector h of the chunk, int32 lane l
+    /// sums codes [128c + 64h + 8l, +8) (4-bit) or [128c + 16l, +16) (2-bit), inside one group.
     template <int R, int T>
-    static void tile_q4(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
-                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
-                        std::int64_t ystride, std::int64_t r) {
-        static_assert(B == 4, "tile_q4: 4-bit weights only");
-        constexpr int GPC = 128 / G;  // groups per 128-code chunk
+    static void tile_packed(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
+                            const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                            std::int64_t ystride, std::int64_t r) {
+        static_assert(B == 4 || B == 2, "tile_packed: 4-bit or 2-bit weights");
+        constexpr int GPC = 128 / G;    // groups per 128-code chunk
+        constexpr int CB = 16 * B;      // packed bytes per chunk, and codes per run
+        constexpr int NV = CB / 32;     // 32-byte vectors per chunk
+        constexpr int NF = 8 / B;       // runs (codes per byte)
         const std::int64_t ng = cols / G;
-        const __m256i gidx[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data())),
-                                 _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data() + 8))};
-        const __m256i low = _mm256_set1_epi8(0x0F);
+        __m256i gidx[NV];
+        QLIB_UNROLL
+        for (int h = 0; h < NV; ++h) gidx[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data() + 8 * h));
+        const __m256i mask = _mm256_set1_epi8(static_cast<char>((1 << B) - 1));
         __m256 acc[R][T];
         for (auto& row : acc)
             for (auto& v : row) v = _mm256_setzero_ps();
         // One loop over whole and partial chunks (a lambda per chunk kept the accumulators in memory).
-        alignas(32) std::byte tail[64];
+        alignas(32) std::byte tail[CB];
         const std::int64_t chunks = (cols + 127) / 128;
         for (std::int64_t c = 0; c < chunks; ++c)
             QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
-                const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
-                prefetch_ahead(w, rb, c * R + i, 64);
-                if (128 * (c + 1) > cols) {  // the row's last 16, 32 or 48 bytes
+                const std::byte* p = w + i * rb + static_cast<std::size_t>(CB * c);
+                prefetch_ahead(w, rb, c * R + i, CB);
+                if (128 * (c + 1) > cols) {  // the row's last 1/4, 1/2 or 3/4 chunk
                     std::memset(tail, 0, sizeof tail);
-                    p = static_cast<const std::byte*>(std::memcpy(tail, p, static_cast<std::size_t>(cols % 128 / 2)));
+                    p = static_cast<const std::byte*>(std::memcpy(tail, p, static_cast<std::size_t>(cols % 128 * B / 8)));
                 }
                 // Four scales from the row's chunk groups (the scratch has slack past the last row).
                 const __m256 s4 = _mm256_castps128_ps256(_mm_loadu_ps(s + i * ng + c * GPC));
                 QLIB_UNROLL
-                for (int h = 0; h < 2; ++h) {
+                for (int h = 0; h < NV; ++h) {
                     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
-                    const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    __m256i q[NF];
+                    QLIB_UNROLL
+                    for (int f = 0; f < NF; ++f) q[f] = _mm256_and_si256(f == 0 ? v : _mm256_srli_epi16(v, B * f), mask);
                     const __m256 sv = _mm256_permutevar8x32_ps(s4, gidx[h]);
                     QLIB_UNROLL
                     for (int t = 0; t < T; ++t) {
                         const std::int8_t* x = a.codes_packed(t0 + t) + 128 * c + 32 * h;
-                        // Pair sums <= 2 * 15 * 127: the even and odd halves add in int16 before widening.
-                        const __m256i d16 = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
-                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64))));
-                        const __m256 dl = _mm256_loadu_ps(a.lane_scales_packed(t0 + t) + 16 * c + 8 * h);
+                        // The runs' pair sums (<= 2 * 15 * 127 twice, or 2 * 3 * 127 four times) add in int16.
+                        __m256i d16 = _mm256_maddubs_epi16(q[0], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+                        QLIB_UNROLL
+                        for (int f = 1; f < NF; ++f)
+                            d16 = _mm256_add_epi16(
+                                d16, _mm256_maddubs_epi16(q[f], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + CB * f))));
+                        const __m256 dl = _mm256_loadu_ps(a.lane_scales_packed(t0 + t) + 8 * NV * c + 8 * h);
                         acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d16, _mm256_set1_epi16(1))),
                                                     _mm256_mul_ps(dl, sv), acc[i][t]);
                     }
-                }
-            }
-        store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
-    }
-
-    /// 2-bit weights over the packed order of a (q8_activation::qp): the 32 packed bytes of a 128-code
-    /// chunk hold code 4i + k at bit 2k of byte i, so a shift and a mask per k replace unpack32_u8's
-    /// shuffles and multiplies; int32 lane l sums codes [128c + 16l, +16), inside one group.
-    template <int R, int T>
-    static void tile_q2(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
-                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
-                        std::int64_t ystride, std::int64_t r) {
-        static_assert(B == 2, "tile_q2: 2-bit weights only");
-        constexpr int GPC = 128 / G;  // groups per 128-code chunk
-        const std::int64_t ng = cols / G;
-        const __m256i gidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_group.data()));
-        const __m256i mask = _mm256_set1_epi8(3);
-        __m256 acc[R][T];
-        for (auto& row : acc)
-            for (auto& v : row) v = _mm256_setzero_ps();
-        alignas(32) std::byte tail[32];
-        const std::int64_t chunks = (cols + 127) / 128;
-        for (std::int64_t c = 0; c < chunks; ++c)
-            QLIB_UNROLL
-            for (int i = 0; i < R; ++i) {
-                const std::byte* p = w + i * rb + static_cast<std::size_t>(32 * c);
-                prefetch_ahead(w, rb, c * R + i, 32);
-                if (128 * (c + 1) > cols) {  // the row's last 8, 16 or 24 bytes
-                    std::memset(tail, 0, sizeof tail);
-                    p = static_cast<const std::byte*>(std::memcpy(tail, p, static_cast<std::size_t>(cols % 128 / 4)));
-                }
-                const __m256 sv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * ng + c * GPC)), gidx);
-                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-                __m256i q[4];
-                QLIB_UNROLL
-                for (int k = 0; k < 4; ++k) q[k] = _mm256_and_si256(k == 0 ? v : _mm256_srli_epi16(v, 2 * k), mask);
-                QLIB_UNROLL
-                for (int t = 0; t < T; ++t) {
-                    const std::int8_t* x = a.codes_packed(t0 + t) + 128 * c;
-                    // Four pair sums of 2 * 3 * 127 add in int16 before widening.
-                    __m256i d16 = _mm256_maddubs_epi16(q[0], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-                    QLIB_UNROLL
-                    for (int k = 1; k < 4; ++k)
-                        d16 = _mm256_add_epi16(d16, _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * k))));
-                    const __m256 dl = _mm256_loadu_ps(a.lane_scales_packed(t0 + t) + 8 * c);
-                    acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d16, _mm256_set1_epi16(1))),
-                                                _mm256_mul_ps(dl, sv), acc[i][t]);
                 }
             }
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
@@ -780,10 +742,8 @@ struct affine_kernels {
                                     static_cast<std::size_t>(R * ng));
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
-                if constexpr (packed_order == 4)
-                    if (a.packed_bits == 4) return tile_q4<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                if constexpr (packed_order == 2)
-                    if (a.packed_bits == 2) return tile_q2<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                if constexpr (packed_order != 0)
+                    if (a.packed_bits == packed_order) return tile_packed<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
                 tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
             };
             std::int64_t t = 0;
