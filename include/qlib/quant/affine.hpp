@@ -585,16 +585,21 @@ struct affine_kernels {
     static constexpr bool offset_codes = B == 8;
     static constexpr int packed_order = B == 4 || B == 2 ? B : 0;  // the activation order tile_packed reads
 
-    /// lane i = sum_{k<4} u[4i+k] * x[4i+k]; u <= 128 and |x| <= 127 keep the int16 pair sums unsaturated.
-    [[nodiscard]] static __m256i dot_lanes(__m256i u, __m256i x) noexcept {
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
-    }
+    /// Chunks of 32 codes whose vpmaddubsw pair sums (each <= 2 * max|code| * 127, activations being
+    /// within +-127) add in int16 before one vpmaddwd widens them: 1 for offset 8-bit codes (|q'| <= 128),
+    /// 2 for 6-bit, up to 4 (a 128-code group) below.
+    static constexpr int int16_chunks = [] {
+        const int max_code = offset_codes ? 128 : (1 << B) - 1;
+        return std::max(1, std::min(G / 32, 32767 / (2 * max_code * 127)));
+    }();
+    static_assert(G / 32 % int16_chunks == 0, "int16_chunks must divide a group's chunks");
 
     /// Natural order: a group's int32 dot products (G/32 chunks of 32 codes) scaled once.
     template <int R, int T>
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                         std::int64_t ystride, std::int64_t r) {
+        constexpr int P = int16_chunks;
         const std::int64_t ng = cols / G;
         const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
         const std::int8_t* xq[T];
@@ -611,18 +616,25 @@ struct affine_kernels {
                 QLIB_UNROLL
                 for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
                 QLIB_UNROLL
-                for (int k = 0; k < G / 32; ++k) {
-                    const std::byte* p = w + i * rb + static_cast<std::size_t>((g * G + 32 * k) * B / 8);
-                    prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 4 * B);
-                    const __m256i u = unpack32_u8<B>(p);
-                    // 8-bit: q - 128 as a signed byte, and its magnitude (-128 reads back as 128 unsigned).
-                    const __m256i q = B == 8 ? _mm256_xor_si256(u, flip) : u;
-                    const __m256i qa = B == 8 ? _mm256_sign_epi8(q, q) : u;
+                for (int k0 = 0; k0 < G / 32; k0 += P) {
+                    __m256i d16[T];
                     QLIB_UNROLL
-                    for (int t = 0; t < T; ++t) {
-                        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + g * G + 32 * k));
-                        dot[t] = _mm256_add_epi32(dot[t], dot_lanes(qa, B == 8 ? _mm256_sign_epi8(x, q) : x));
+                    for (int k = k0; k < k0 + P; ++k) {
+                        const std::byte* p = w + i * rb + static_cast<std::size_t>(g * (G * B / 8) + 4 * B * k);
+                        prefetch_ahead(w, rb, (g * (G / 32) + k) * R + i, 4 * B);
+                        const __m256i u = unpack32_u8<B>(p);
+                        // 8-bit: q - 128 as a signed byte, and its magnitude (-128 reads back as 128 unsigned).
+                        const __m256i q = B == 8 ? _mm256_xor_si256(u, flip) : u;
+                        const __m256i qa = B == 8 ? _mm256_sign_epi8(q, q) : u;
+                        QLIB_UNROLL
+                        for (int t = 0; t < T; ++t) {
+                            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + g * G + 32 * k));
+                            const __m256i m = _mm256_maddubs_epi16(qa, B == 8 ? _mm256_sign_epi8(x, q) : x);
+                            d16[t] = k == k0 ? m : _mm256_add_epi16(d16[t], m);
+                        }
                     }
+                    QLIB_UNROLL
+                    for (int t = 0; t < T; ++t) dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(d16[t], _mm256_set1_epi16(1)));
                 }
                 QLIB_UNROLL
                 for (int t = 0; t < T; ++t)
