@@ -246,8 +246,9 @@ TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-
 
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {
     constexpr std::int64_t rows = 37, n = 6;
-    // 480 columns: an odd number of 32-element blocks (the pair kernels' single last block).
-    for (std::int64_t cols : {512, 480}) {
+    // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one) and quad (three, one)
+    // kernels leave to the block-at-a-time path.
+    for (std::int64_t cols : {512, 480, 544}) {
         for (quant_scheme s : ggml_schemes) {
             if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
             INFO(scheme_name(s) << ", " << cols << " columns");

@@ -8,9 +8,11 @@
 // the 32-element types) or q8_K (k-quants), then takes integer dot products per block
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
-// (dot_pairs), q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
+// (dot_pairs), q4_0 four blocks per vector pair where AVX512-VBMI gathers their bytes (dot_q4_0_quads),
+// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cfloat>
 #include <cmath>
@@ -1346,6 +1348,105 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
             }
         }
 }
+#if defined(__AVX512VBMI__)
+#define QLIB_GGML_Q4_0_QUADS 1
+/// q8_0 activations re-laid once per input for the 512-bit q4_0 kernel, which takes four weight blocks
+/// per pair of vectors: per quad of blocks, codes 0-15 of the four blocks (one 128-bit lane each), then
+/// codes 16-31, matching the blocks' low and high nibbles; and the four block scales.
+struct q4_0_quads {
+    std::int64_t quads = 0;      // per activation row
+    std::vector<std::int8_t> q;  // [n, quads, 128]
+    std::vector<float> d;        // [n, quads, 4]
+};
+
+inline void lay_out_q4_0_quads(const block_q8_0* a, std::int64_t n, std::int64_t nb, q4_0_quads& p) {
+    p.quads = nb / 4;
+    const auto nq = static_cast<std::size_t>(n * p.quads);
+    p.q.resize(nq * 128), p.d.resize(nq * 4);
+    for (std::size_t i = 0; i < nq; ++i) {
+        const std::size_t t = i / static_cast<std::size_t>(p.quads), k = i % static_cast<std::size_t>(p.quads);
+        const block_q8_0* b = a + t * static_cast<std::size_t>(nb) + 4 * k;
+        for (int m = 0; m < 4; ++m) {
+            std::memcpy(p.q.data() + 128 * i + 16 * m, b[m].qs, 16);
+            std::memcpy(p.q.data() + 128 * i + 64 + 16 * m, b[m].qs + 16, 16);
+            p.d[4 * i + static_cast<std::size_t>(m)] = h2f(b[m].d);
+        }
+    }
+}
+
+/// out[j][t] = q4_0 weight row j (of NR) . activation row t0 + t (of NT), against activations laid out
+/// by lay_out_q4_0_quads. Lane l of both nibble vectors belongs to block l/4 of a quad, so two vpdpbusd
+/// sum 8 codes per lane and one conversion, scale product and FMA serve 128 weights (dot_pairs spends
+/// two). A quad's 72 bytes come in two loads: vpermt2b gathers the four qs into 128-bit lanes and vpermw
+/// the four f16 scales. `a` (the q8_0 blocks, [n, nb]) serves the last nb % 4 blocks. An element's
+/// arithmetic depends on neither NR nor NT.
+template <int NR, int NT>
+void dot_q4_0_quads(const block_q4_0* const* rows, std::int64_t nb, const q4_0_quads& p, const block_q8_0* a,
+                    std::int64_t t0, float (*out)[NT]) noexcept {
+    static_assert(sizeof(block_q4_0) == 18, "a quad of q4_0 blocks spans 72 bytes");
+    // qs of block k: bytes [18k + 2, +16) of the quad; block 3's from the second load (at byte 8).
+    static constexpr auto qs_index = [] {
+        std::array<std::uint8_t, 64> ix{};
+        for (int k = 0; k < 4; ++k)
+            for (int j = 0; j < 16; ++j) ix[static_cast<std::size_t>(16 * k + j)] = static_cast<std::uint8_t>(k < 3 ? 18 * k + 2 + j : 64 + 18 * k + 2 + j - 8);
+        return ix;
+    }();
+    // Scale of block l/4 (16-bit word 9 * (l/4) of the quad) in the 16 low words.
+    static constexpr auto d_index = [] {
+        std::array<std::uint16_t, 32> ix{};
+        for (int l = 0; l < 16; ++l) ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(9 * (l / 4));
+        return ix;
+    }();
+    const __m512i qsx = _mm512_loadu_si512(qs_index.data()), dx = _mm512_loadu_si512(d_index.data());
+    const __m512i low = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const __m512i lane_block = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const std::int64_t nq = nb / 4;
+    __m512 acc[NR][NT];
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
+    for (std::int64_t i = 0; i < nq; ++i) {
+        __m512i lo[NR], hi[NR];
+        __m512 dw[NR];
+        QLIB_UNROLL
+        for (int j = 0; j < NR; ++j) {
+            const block_q4_0* x = rows[j] + 4 * i;
+            prefetch_ahead(x, 4);
+            const __m512i v0 = _mm512_loadu_si512(x), v1 = _mm512_loadu_si512(reinterpret_cast<const std::byte*>(x) + 8);
+            const __m512i qs = _mm512_permutex2var_epi8(v0, qsx, v1);
+            lo[j] = _mm512_and_si512(qs, low);
+            hi[j] = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low);
+            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(dx, v0)));
+        }
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) {
+            const std::size_t k = static_cast<std::size_t>((t0 + t) * nq + i);
+            const __m512i xl = _mm512_loadu_si512(p.q.data() + 128 * k), xh = _mm512_loadu_si512(p.q.data() + 128 * k + 64);
+            // The dot products start from -8 . a, so they yield sum (w - 8) a directly.
+            const __m512i neg_off = _mm512_sub_epi32(
+                _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xl), eight, xh));
+            const __m512 xd = _mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(_mm_loadu_ps(p.d.data() + 4 * k)));
+            QLIB_UNROLL
+            for (int j = 0; j < NR; ++j)
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(neg_off, lo[j], xl), hi[j], xh)),
+                                            _mm512_mul_ps(dw[j], xd), acc[j][t]);
+        }
+    }
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) {
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+            if (nb % 4 != 0) {
+                const block_q8_0* y = a + (t0 + t) * nb;
+                __m256 r = _mm256_setzero_ps();
+                for (std::int64_t b = 4 * nq; b < nb; ++b) ggml_q4_0::dot<1>(rows[j][b], &y, b, &r);
+                out[j][t] += kernels::reduce_add_256(r);
+            }
+        }
+}
+#endif
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
 /// q8_0 activations re-laid once per input for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
@@ -1503,10 +1604,17 @@ struct ggml_family {
             [[maybe_unused]] const auto& a = in.form<std::vector<A>>(0, [&](std::vector<A>& v) {
                 detail::quantize_activations<P>(in.x(), n, in.cols(), v);
             });
+#ifdef QLIB_GGML_Q4_0_QUADS
+            if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
+                in.form<detail::q4_0_quads>(0, [&](auto& p) { detail::lay_out_q4_0_quads(a.data(), n, nb, p); });
+            else
+#endif
 #ifdef QLIB_GGML_PAIR_KERNELS
-            constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
-            if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
-                in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
+            {
+                constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
+                if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
+                    in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
+            }
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
@@ -1552,6 +1660,19 @@ struct ggml_family {
                     for (; r < r1; ++r) rows_from(r, ic{}, c0, c1);
                 }
             };
+#ifdef QLIB_GGML_Q4_0_QUADS
+            if constexpr (std::is_same_v<P, detail::ggml_q4_0>) {
+                const auto& quads = in.form<detail::q4_0_quads>(0, what);
+                auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
+                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
+                    detail::dot_q4_0_quads<NR, NT>(rows, nb, quads, a, t0, out);
+                };
+                // As for the pair kernels below: 4 rows per tile for prompts, one row at a time to decode.
+                const std::int64_t token_bytes = m.cols + m.cols / 8;
+                if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, token_bytes, tile);
+                return by_tiles(ic{}, token_bytes, tile);
+            }
+#endif
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
