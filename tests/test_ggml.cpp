@@ -289,6 +289,55 @@ TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][ke
     }
 }
 
+#ifdef QLIB_GGML_PAIR_KERNELS
+// The 512-bit row kernels over 2 and (with AVX512-VBMI) 4 blocks per step: the dispatch picks one of
+// them on a given CPU, so both are checked here against the scalar block dot product, tiles included.
+TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-quad kernels match the scalar dot product", "[ggml][simd]",
+                   detail::ggml_q4_0, detail::ggml_q8_0) {
+    using P = TestType;
+    using block = typename P::block;
+    constexpr int nr = 4, nt = 4;
+    for (std::int64_t nb : {16, 15, 17, 18, 1}) {
+        const std::int64_t cols = 32 * nb;
+        INFO(nb << " blocks");
+        const std::vector<float> w = gaussian(static_cast<std::size_t>(nr * cols), 0.02f, 21);
+        const std::vector<float> x = gaussian(static_cast<std::size_t>(nt * cols), 1.0f, 22);
+        std::vector<block> wq(static_cast<std::size_t>(nr * nb));
+        std::vector<block_q8_0> xq(static_cast<std::size_t>(nt * nb));
+        for (int j = 0; j < nr; ++j) P::quantize_ref(w.data() + j * cols, wq.data() + j * nb, cols);
+        for (int t = 0; t < nt; ++t) quantize_row_q8_0_ref(x.data() + t * cols, xq.data() + t * nb, cols);
+        const block* rows[nr];
+        for (int j = 0; j < nr; ++j) rows[j] = wq.data() + j * nb;
+        auto check = [&](const float (*out)[nt], int r, int n) {
+            for (int j = 0; j < r; ++j)
+                for (int t = 0; t < n; ++t) {
+                    const float ref = P::dot_ref(cols, rows[j], xq.data() + t * nb);
+                    double scale = 1e-6;  // sum |w_i x_i| bounds the f32 summation error
+                    for (std::int64_t c = 0; c < cols; ++c) scale += std::fabs(static_cast<double>(w[j * cols + c]) * x[t * cols + c]);
+                    CHECK(std::fabs(out[j][t] - ref) <= 1e-5 * scale);
+                }
+        };
+        // A tile's element equals the one-row, one-token result (prompts and decoding agree bit for bit).
+        const block* row2[1] = {rows[2]};
+        float out[nr][nt], one[1][1];
+        detail::q8_0_pairs pairs;
+        detail::lay_out_pairs<std::is_same_v<P, detail::ggml_q4_0>>(xq.data(), nt, nb, pairs);
+        detail::dot_pairs<P, nr, nt>(rows, nb, pairs, xq.data(), 0, out);
+        check(out, nr, nt);
+        detail::dot_pairs<P, 1, 1>(row2, nb, pairs, xq.data(), 3, one);
+        CHECK(one[0][0] == out[2][3]);
+#ifdef QLIB_GGML_QUADS
+        detail::q8_0_quads quads;
+        detail::lay_out_quads(xq.data(), nt, nb, quads);
+        detail::dot_quads<P, nr, nt>(rows, nb, quads, xq.data(), 0, out);
+        check(out, nr, nt);
+        detail::dot_quads<P, 1, 1>(row2, nb, quads, xq.data(), 3, one);
+        CHECK(one[0][0] == out[2][3]);
+#endif
+    }
+}
+#endif
+
 TEST_CASE("ggml kernels read misaligned (memory-mapped) blocks and run concurrently", "[ggml][kernels]") {
     constexpr std::int64_t rows = 64, cols = 256;
     const std::vector<float> w = gaussian(rows * cols, 0.02f, 21), x = gaussian(cols, 1.0f, 22);

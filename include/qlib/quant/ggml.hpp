@@ -8,7 +8,7 @@
 // the 32-element types) or q8_K (k-quants), then takes integer dot products per block
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
-// (dot_pairs), q4_0 four blocks per vector pair where AVX512-VBMI gathers their bytes (dot_q4_0_quads),
+// (dot_pairs, or four blocks per vector pair where AVX512-VBMI gathers their bytes: dot_quads),
 // q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
@@ -1349,17 +1349,17 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
         }
 }
 #if defined(__AVX512VBMI__)
-#define QLIB_GGML_Q4_0_QUADS 1
-/// q8_0 activations re-laid once per input for the 512-bit q4_0 kernel, which takes four weight blocks
+#define QLIB_GGML_QUADS 1
+/// q8_0 activations re-laid once per input for the 512-bit quad kernels, which take four weight blocks
 /// per pair of vectors: per quad of blocks, codes 0-15 of the four blocks (one 128-bit lane each), then
-/// codes 16-31, matching the blocks' low and high nibbles; and the four block scales.
-struct q4_0_quads {
+/// codes 16-31 (q4_0's low and high nibbles); and the four block scales.
+struct q8_0_quads {
     std::int64_t quads = 0;      // per activation row
     std::vector<std::int8_t> q;  // [n, quads, 128]
     std::vector<float> d;        // [n, quads, 4]
 };
 
-inline void lay_out_q4_0_quads(const block_q8_0* a, std::int64_t n, std::int64_t nb, q4_0_quads& p) {
+inline void lay_out_quads(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_quads& p) {
     p.quads = nb / 4;
     const auto nq = static_cast<std::size_t>(n * p.quads);
     p.q.resize(nq * 128), p.d.resize(nq * 4);
@@ -1374,31 +1374,47 @@ inline void lay_out_q4_0_quads(const block_q8_0* a, std::int64_t n, std::int64_t
     }
 }
 
-/// out[j][t] = q4_0 weight row j (of NR) . activation row t0 + t (of NT), against activations laid out
-/// by lay_out_q4_0_quads. Lane l of both nibble vectors belongs to block l/4 of a quad, so two vpdpbusd
-/// sum 8 codes per lane and one conversion, scale product and FMA serve 128 weights (dot_pairs spends
-/// two). A quad's 72 bytes come in two loads: vpermt2b gathers the four qs into 128-bit lanes and vpermw
-/// the four f16 scales. `a` (the q8_0 blocks, [n, nb]) serves the last nb % 4 blocks. An element's
-/// arithmetic depends on neither NR nor NT.
-template <int NR, int NT>
-void dot_q4_0_quads(const block_q4_0* const* rows, std::int64_t nb, const q4_0_quads& p, const block_q8_0* a,
-                    std::int64_t t0, float (*out)[NT]) noexcept {
-    static_assert(sizeof(block_q4_0) == 18, "a quad of q4_0 blocks spans 72 bytes");
-    // qs of block k: bytes [18k + 2, +16) of the quad; block 3's from the second load (at byte 8).
-    static constexpr auto qs_index = [] {
-        std::array<std::uint8_t, 64> ix{};
-        for (int k = 0; k < 4; ++k)
-            for (int j = 0; j < 16; ++j) ix[static_cast<std::size_t>(16 * k + j)] = static_cast<std::uint8_t>(k < 3 ? 18 * k + 2 + j : 64 + 18 * k + 2 + j - 8);
-        return ix;
-    }();
-    // Scale of block l/4 (16-bit word 9 * (l/4) of the quad) in the 16 low words.
+/// vpermt2b indices that gather codes [c0, c0 + 16) of each block of a quad (blocks of S bytes, codes
+/// from byte 2) into 128-bit lanes, from 64-byte loads at bytes first and second of the quad.
+template <std::size_t S>
+constexpr std::array<std::uint8_t, 64> quad_code_index(int c0, int first, int second) {
+    std::array<std::uint8_t, 64> ix{};
+    for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 16; ++j) {
+            const int src = static_cast<int>(S) * k + 2 + c0 + j;
+            ix[static_cast<std::size_t>(16 * k + j)] = static_cast<std::uint8_t>(src - first < 64 ? src - first : 64 + src - second);
+        }
+    return ix;
+}
+
+/// out[j][t] = weight row j (of NR) . activation row t0 + t (of NT), q4_0 or q8_0 weights against
+/// activations laid out by lay_out_quads. Lane l of both code vectors belongs to block l/4 of a quad, so
+/// two vpdpbusd sum 8 codes per lane and one conversion, scale product and FMA serve 128 weights
+/// (dot_pairs spends two). vpermt2b gathers a quad's codes from two loads (q4_0: 72 bytes, both nibble
+/// vectors from one gather; q8_0: 136 bytes, one gather per vector) and vpermt2w its four f16 scales.
+/// Codes enter vpdpbusd unsigned (offset 8 or 128, subtracted per lane). `a` (the q8_0 blocks, [n, nb])
+/// serves the last nb % 4 blocks. An element's arithmetic depends on neither NR nor NT.
+template <class P, int NR, int NT>
+void dot_quads(const typename P::block* const* rows, std::int64_t nb, const q8_0_quads& p, const block_q8_0* a,
+               std::int64_t t0, float (*out)[NT]) noexcept {
+    constexpr bool nibbles = std::is_same_v<P, ggml_q4_0>;
+    static_assert(nibbles || std::is_same_v<P, ggml_q8_0>, "dot_quads: q4_0 and q8_0 weights only");
+    using block = typename P::block;
+    constexpr std::size_t S = sizeof(block);
+    static_assert(S == 18 || S == 34, "a quad spans 72 (q4_0) or 136 (q8_0) bytes");
+    // q4_0: all qs from the loads at bytes 0 and 8; q8_0: codes 0-15 from 0 and 64, 16-31 from 8 and 72.
+    static constexpr auto lo_index = quad_code_index<S>(0, 0, nibbles ? 8 : 64);
+    static constexpr auto hi_index = quad_code_index<S>(16, 8, 72);
+    // Scale of block l/4 (16-bit word S/2 * (l/4) of the loads at 0 and 64) in the 16 low words.
     static constexpr auto d_index = [] {
         std::array<std::uint16_t, 32> ix{};
-        for (int l = 0; l < 16; ++l) ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(9 * (l / 4));
+        for (int l = 0; l < 16; ++l) ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(S / 2 * static_cast<std::size_t>(l / 4));
         return ix;
     }();
-    const __m512i qsx = _mm512_loadu_si512(qs_index.data()), dx = _mm512_loadu_si512(d_index.data());
-    const __m512i low = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const __m512i lox = _mm512_loadu_si512(lo_index.data()), hix = _mm512_loadu_si512(hi_index.data());
+    const __m512i dx = _mm512_loadu_si512(d_index.data());
+    const __m512i low = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __m512i offset = _mm512_set1_epi8(static_cast<char>(nibbles ? 8 : 128));
     const __m512i lane_block = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     const std::int64_t nq = nb / 4;
     __m512 acc[NR][NT];
@@ -1411,21 +1427,28 @@ void dot_q4_0_quads(const block_q4_0* const* rows, std::int64_t nb, const q4_0_q
         __m512 dw[NR];
         QLIB_UNROLL
         for (int j = 0; j < NR; ++j) {
-            const block_q4_0* x = rows[j] + 4 * i;
-            prefetch_ahead(x, 4);
-            const __m512i v0 = _mm512_loadu_si512(x), v1 = _mm512_loadu_si512(reinterpret_cast<const std::byte*>(x) + 8);
-            const __m512i qs = _mm512_permutex2var_epi8(v0, qsx, v1);
-            lo[j] = _mm512_and_si512(qs, low);
-            hi[j] = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low);
-            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(dx, v0)));
+            const auto* x = reinterpret_cast<const std::byte*>(rows[j] + 4 * i);
+            prefetch_ahead(rows[j] + 4 * i, 4);
+            const __m512i v0 = _mm512_loadu_si512(x), v8 = _mm512_loadu_si512(x + 8);
+            __m512i v64 = v8;  // q4_0's scales are all in v0
+            if constexpr (nibbles) {
+                const __m512i qs = _mm512_permutex2var_epi8(v0, lox, v8);
+                lo[j] = _mm512_and_si512(qs, low);
+                hi[j] = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low);
+            } else {
+                v64 = _mm512_loadu_si512(x + 64);
+                lo[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v0, lox, v64), flip);
+                hi[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v8, hix, _mm512_loadu_si512(x + 72)), flip);
+            }
+            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, dx, v64)));
         }
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
             const std::size_t k = static_cast<std::size_t>((t0 + t) * nq + i);
             const __m512i xl = _mm512_loadu_si512(p.q.data() + 128 * k), xh = _mm512_loadu_si512(p.q.data() + 128 * k + 64);
-            // The dot products start from -8 . a, so they yield sum (w - 8) a directly.
+            // The dot products start from -offset . a, so they yield sum (w - offset) a directly.
             const __m512i neg_off = _mm512_sub_epi32(
-                _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xl), eight, xh));
+                _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xl), offset, xh));
             const __m512 xd = _mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(_mm_loadu_ps(p.d.data() + 4 * k)));
             QLIB_UNROLL
             for (int j = 0; j < NR; ++j)
@@ -1441,7 +1464,7 @@ void dot_q4_0_quads(const block_q4_0* const* rows, std::int64_t nb, const q4_0_q
             if (nb % 4 != 0) {
                 const block_q8_0* y = a + (t0 + t) * nb;
                 __m256 r = _mm256_setzero_ps();
-                for (std::int64_t b = 4 * nq; b < nb; ++b) ggml_q4_0::dot<1>(rows[j][b], &y, b, &r);
+                for (std::int64_t b = 4 * nq; b < nb; ++b) P::template dot<1>(rows[j][b], &y, b, &r);
                 out[j][t] += kernels::reduce_add_256(r);
             }
         }
@@ -1604,17 +1627,13 @@ struct ggml_family {
             [[maybe_unused]] const auto& a = in.form<std::vector<A>>(0, [&](std::vector<A>& v) {
                 detail::quantize_activations<P>(in.x(), n, in.cols(), v);
             });
-#ifdef QLIB_GGML_Q4_0_QUADS
-            if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
-                in.form<detail::q4_0_quads>(0, [&](auto& p) { detail::lay_out_q4_0_quads(a.data(), n, nb, p); });
-            else
-#endif
-#ifdef QLIB_GGML_PAIR_KERNELS
-            {
-                constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
-                if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
-                    in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
-            }
+#if defined(QLIB_GGML_QUADS)
+            if constexpr (std::is_same_v<P, detail::ggml_q4_0> || std::is_same_v<P, detail::ggml_q8_0>)
+                in.form<detail::q8_0_quads>(0, [&](auto& p) { detail::lay_out_quads(a.data(), n, nb, p); });
+#elif defined(QLIB_GGML_PAIR_KERNELS)
+            constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
+            if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
+                in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
@@ -1660,27 +1679,22 @@ struct ggml_family {
                     for (; r < r1; ++r) rows_from(r, ic{}, c0, c1);
                 }
             };
-#ifdef QLIB_GGML_Q4_0_QUADS
-            if constexpr (std::is_same_v<P, detail::ggml_q4_0>) {
-                const auto& quads = in.form<detail::q4_0_quads>(0, what);
-                auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
-                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
-                    detail::dot_q4_0_quads<NR, NT>(rows, nb, quads, a, t0, out);
-                };
-                // As for the pair kernels below: 4 rows per tile for prompts, one row at a time to decode.
-                const std::int64_t token_bytes = m.cols + m.cols / 8;
-                if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, token_bytes, tile);
-                return by_tiles(ic{}, token_bytes, tile);
-            }
-#endif
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
+#ifdef QLIB_GGML_QUADS
+                const auto& quads = in.form<detail::q8_0_quads>(0, what);
+                auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
+                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
+                    detail::dot_quads<P, NR, NT>(rows, nb, quads, a, t0, out);
+                };
+#else
                 const auto& pairs = in.form<detail::q8_0_pairs>(nibbles, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
                     detail::dot_pairs<P, NR, NT>(rows, nb, pairs, a, t0, out);
                 };
+#endif
                 // Prompts (compute-bound) share each activation load between 4 rows; decoding reads one
                 // row at a time, a single stream the hardware prefetcher follows (2 rows at once made
                 // 2 short streams and ran 2.5x slower from DRAM here). Results are the same either way.
