@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "qlib/core/aligned.hpp"
 #include "qlib/core/dtype.hpp"
 #include "qlib/kernels/simd.hpp"
 
@@ -16,8 +17,8 @@ QLIB_SIMD_DIAGNOSTICS_BEGIN
 namespace qlib::detail {
 
 /// Per-thread scratch for the kernels (matvec must be callable concurrently on disjoint rows).
-[[nodiscard]] inline std::vector<float>& scratch(int slot, std::size_t n) {
-    thread_local std::vector<float> buf[4];
+[[nodiscard]] inline aligned_vector<float>& scratch(int slot, std::size_t n) {
+    thread_local aligned_vector<float> buf[4];
     if (buf[slot].size() < n) buf[slot].resize(n);
     return buf[slot];
 }

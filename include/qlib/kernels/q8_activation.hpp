@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "qlib/core/aligned.hpp"
 #include "qlib/kernels/simd.hpp"
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN
@@ -23,11 +24,11 @@ struct q8_activation {
     std::int64_t n = 0, cols = 0, block = 0;
     std::int64_t stride = 0;     // codes per vector: cols rounded up to 64
     std::int64_t nblocks = 0;    // scales per vector: stride / block (kept, not divided per access)
-    std::vector<std::int8_t> q;  // [n, stride]
-    std::vector<float> d;        // [n, stride/block] block scales (0 for the padding)
+    aligned_vector<std::int8_t> q;  // [n, stride]
+    aligned_vector<float> d;        // [n, stride/block] block scales (0 for the padding)
     /// Block 32 only: [n, stride/64, 16], lane i of 64-value chunk c holds d of block 2c + i/8 -- the
     /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
-    std::vector<float> lane_d;
+    aligned_vector<float> lane_d;
 
     /// Optional second order for 4-bit and 2-bit weights (build_packed_order), so the weights need no
     /// shuffle: each 128-value chunk as the codes the packed bytes of its weights hold at one bit position.
@@ -38,8 +39,8 @@ struct q8_activation {
     int packed_bits = 0;           // 4 or 2 when built
     std::int64_t stridep = 0;      // cols rounded up to 128; 0 when not built
     std::int64_t lane_values = 0;  // 8 (4-bit) or 16 (2-bit)
-    std::vector<std::int8_t> qp;   // [n, stridep]
-    std::vector<float> lane_dp;
+    aligned_vector<std::int8_t> qp;  // [n, stridep]
+    aligned_vector<float> lane_dp;
 
     [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
     [[nodiscard]] const std::int8_t* codes_packed(std::int64_t i) const noexcept { return qp.data() + i * stridep; }

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "qlib/core/aligned.hpp"
 #include "qlib/core/error.hpp"
 #include "qlib/core/spin_pool.hpp"
 #include "qlib/llm/model.hpp"
@@ -80,8 +81,9 @@ private:
     spin_pool* pool_;
     std::int64_t ctx_ = 0, batch_ = 1, pos_ = 0;
     ops::rope_table rope_;
-    std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_dim]
-    std::vector<float> x_, xb_, tmp_, q_, att_, k_, v_, gate_, up_, scores_, logits_;
+    // Cache-line aligned: the kernels load these 64 bytes at a time.
+    aligned_vector<float> k_cache_, v_cache_;  // [layer][position][kv_dim]
+    aligned_vector<float> x_, xb_, tmp_, q_, att_, k_, v_, gate_, up_, scores_, logits_;
     prepared_input in_;  // the input of linears(), in the forms the quantized kernels read
 
     struct job {

@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #endif
 
+#include "qlib/core/aligned.hpp"
 #include "qlib/core/error.hpp"
 #include "qlib/core/float_convert.hpp"
 #include "qlib/kernels/diagnostics.hpp"
@@ -1254,7 +1255,7 @@ void quantize_activations(const float* x, std::int64_t n, std::int64_t cols, std
 /// scales (3x the codes) did not.
 struct q8_0_pairs {
     std::int64_t pairs = 0;      // per activation row
-    std::vector<std::int8_t> q;  // [n, pairs, 64]
+    aligned_vector<std::int8_t> q;  // [n, pairs, 64]
     std::vector<float> d;        // [n, pairs, 2]
 };
 
@@ -1355,7 +1356,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
 /// codes 16-31 (q4_0's low and high nibbles); and the four block scales.
 struct q8_0_quads {
     std::int64_t quads = 0;      // per activation row
-    std::vector<std::int8_t> q;  // [n, quads, 128]
+    aligned_vector<std::int8_t> q;  // [n, quads, 128]
     std::vector<float> d;        // [n, quads, 4]
 };
 
@@ -1482,7 +1483,7 @@ struct q4_0_octets {
     static constexpr std::int64_t bytes_per_octet = 256 + 8 * 4 + 8 * 4;
     static constexpr int lane_block[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     std::int64_t octets = 0;        // per activation row: nb / 8 (the last nb % 8 blocks stay q8_0)
-    std::vector<std::int8_t> q;     // [n, octets, 4 pairs, 64]: a0[0,16) a1[0,16) a0[16,32) a1[16,32)
+    aligned_vector<std::int8_t> q;  // [n, octets, 4 pairs, 64]: a0[0,16) a1[0,16) a0[16,32) a1[16,32)
     std::vector<std::int32_t> off;  // [n, octets, 8]
     std::vector<float> d;           // [n, octets, 8]
 };
