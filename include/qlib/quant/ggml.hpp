@@ -1254,9 +1254,9 @@ void quantize_activations(const float* x, std::int64_t n, std::int64_t cols, std
 /// 72 bytes per 64 activations: a prompt's activations stay in L2 where the offsets and per-lane
 /// scales (3x the codes) did not.
 struct q8_0_pairs {
-    std::int64_t pairs = 0;      // per activation row
+    std::int64_t pairs = 0;         // per activation row
     aligned_vector<std::int8_t> q;  // [n, pairs, 64]
-    std::vector<float> d;        // [n, pairs, 2]
+    std::vector<float> d;           // [n, pairs, 2]
 };
 
 /// n activation rows of nb q8_0 blocks each. nibbles: q4_0 order, where a pair unpacks to (low
@@ -1278,6 +1278,25 @@ void lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_pa
         }
         p.d[2 * i] = h2f(b0.d), p.d[2 * i + 1] = h2f(b1.d);
     }
+}
+
+/// out[j][t] = the lanes of acc[j][t] summed, plus the blocks [first, nb) the multi-block step left,
+/// one at a time against the q8_0 activation blocks a [n, nb].
+template <class P, int NR, int NT>
+void reduce_tile(const __m512 (&acc)[NR][NT], const typename P::block* const* rows, std::int64_t first, std::int64_t nb,
+                 const block_q8_0* a, std::int64_t t0, float (*out)[NT]) noexcept {
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) {
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+            if (first < nb) {
+                const block_q8_0* y = a + (t0 + t) * nb;
+                __m256 r = _mm256_setzero_ps();
+                for (std::int64_t b = first; b < nb; ++b) P::template dot<1>(rows[j][b], &y, b, &r);
+                out[j][t] += kernels::reduce_add_256(r);
+            }
+        }
 }
 
 /// out[j][t] = weight row j (of NR) . activation row t0 + t (of NT), q4_0 or q8_0 weights against
@@ -1336,18 +1355,7 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
     for (std::int64_t i = 0; i < np; ++i) pair(i, acc);
-    QLIB_UNROLL
-    for (int j = 0; j < NR; ++j)
-        QLIB_UNROLL
-        for (int t = 0; t < NT; ++t) {
-            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
-            if (nb % 2 != 0) {
-                const block_q8_0* y = a + (t0 + t) * nb;
-                __m256 r = _mm256_setzero_ps();
-                P::template dot<1>(rows[j][nb - 1], &y, nb - 1, &r);
-                out[j][t] += kernels::reduce_add_256(r);
-            }
-        }
+    reduce_tile<P>(acc, rows, 2 * np, nb, a, t0, out);
 }
 #if defined(__AVX512VBMI__)
 #define QLIB_GGML_QUADS 1
@@ -1355,9 +1363,9 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
 /// per pair of vectors: per quad of blocks, codes 0-15 of the four blocks (one 128-bit lane each), then
 /// codes 16-31 (q4_0's low and high nibbles); and the four block scales.
 struct q8_0_quads {
-    std::int64_t quads = 0;      // per activation row
+    std::int64_t quads = 0;         // per activation row
     aligned_vector<std::int8_t> q;  // [n, quads, 128]
-    std::vector<float> d;        // [n, quads, 4]
+    std::vector<float> d;           // [n, quads, 4]
 };
 
 inline void lay_out_quads(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_quads& p) {
@@ -1412,7 +1420,7 @@ void dot_quads(const typename P::block* const* rows, std::int64_t nb, const q8_0
         for (int l = 0; l < 16; ++l) ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(S / 2 * static_cast<std::size_t>(l / 4));
         return ix;
     }();
-    const __m512i lox = _mm512_loadu_si512(lo_index.data()), hix = _mm512_loadu_si512(hi_index.data());
+    const __m512i lox = _mm512_loadu_si512(lo_index.data());
     const __m512i dx = _mm512_loadu_si512(d_index.data());
     const __m512i low = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(static_cast<char>(0x80));
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(nibbles ? 8 : 128));
@@ -1439,6 +1447,7 @@ void dot_quads(const typename P::block* const* rows, std::int64_t nb, const q8_0
             } else {
                 v64 = _mm512_loadu_si512(x + 64);
                 lo[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v0, lox, v64), flip);
+                const __m512i hix = _mm512_loadu_si512(hi_index.data());
                 hi[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v8, hix, _mm512_loadu_si512(x + 72)), flip);
             }
             dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, dx, v64)));
@@ -1457,18 +1466,7 @@ void dot_quads(const typename P::block* const* rows, std::int64_t nb, const q8_0
                                             _mm512_mul_ps(dw[j], xd), acc[j][t]);
         }
     }
-    QLIB_UNROLL
-    for (int j = 0; j < NR; ++j)
-        QLIB_UNROLL
-        for (int t = 0; t < NT; ++t) {
-            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
-            if (nb % 4 != 0) {
-                const block_q8_0* y = a + (t0 + t) * nb;
-                __m256 r = _mm256_setzero_ps();
-                for (std::int64_t b = 4 * nq; b < nb; ++b) P::template dot<1>(rows[j][b], &y, b, &r);
-                out[j][t] += kernels::reduce_add_256(r);
-            }
-        }
+    reduce_tile<P>(acc, rows, 4 * nq, nb, a, t0, out);
 }
 #endif
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
