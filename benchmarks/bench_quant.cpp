@@ -105,7 +105,11 @@ void run_product(benchmark::State& st, const quant_config& cfg, std::int64_t row
     st.counters["bpw"] = q.bits_per_weight();
     st.counters["wall_GBps"] = gbps;
     st.counters["of_read"] = gbps / qlib_bench::read_gbps(q.stored_bytes(), threads);
-    if (n > 1) st.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(n) * static_cast<double>(st.iterations()) / secs);
+    if (n > 1) {
+        const double tokens = static_cast<double>(n) * static_cast<double>(st.iterations());
+        st.counters["tok_per_s"] = benchmark::Counter(tokens / secs);
+        st.counters["GMAC_per_s"] = tokens * static_cast<double>(rows * cols) / secs / 1e9;
+    }
 }
 void run_matvec(benchmark::State& st, const quant_config& cfg, std::int64_t rows, unsigned threads) {
     run_product(st, cfg, rows, threads);
@@ -145,6 +149,10 @@ void BM_float_matvec(benchmark::State& st) {
 }
 void BM_float_matvec_2threads(benchmark::State& st) {
     run_matvec(st, make_cfg(quant_scheme::none, 0, 0, static_cast<dtype>(st.range(1))), st.range(0), 2);
+}
+// Prompt processing with float weights: 64 tokens per call (llama-bench's prompt length), compute-bound.
+void BM_float_matmul64(benchmark::State& st) {
+    run_product(st, make_cfg(quant_scheme::none, 0, 0, static_cast<dtype>(st.range(1))), st.range(0), 1, 64);
 }
 
 // The ceilings: one thread streaming-reading (sum) or copying a buffer of the given byte count.
@@ -215,3 +223,4 @@ BENCHMARK(BM_symmetric_quantize)->Apply(symmetric_args)->MinTime(0.1)->Unit(benc
 BENCHMARK(BM_symmetric_matvec)->Apply(symmetric_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_float_matvec)->Apply(float_args)->MinTime(0.1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_float_matvec_2threads)->Apply(float_args)->MinTime(0.1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_float_matmul64)->Apply(float_args)->MinTime(0.5)->Unit(benchmark::kMillisecond);

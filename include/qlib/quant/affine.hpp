@@ -209,9 +209,18 @@ struct affine_kernels {
                         _mm512_max_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                       _mm512_setzero_ps()),
                         top);
-                    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * j), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+                    const __m512i codes = _mm512_cvttps_epi32(r);
+                    auto* out = reinterpret_cast<__m128i*>(packed + static_cast<std::size_t>((g * G + 16 * j) * B / 8));
+                    // 8- and 4-bit codes go straight from registers to the output: through q, pack32's
+                    // 32-byte load of two 16-byte stores missed store forwarding (Ice Lake, 4-bit g64:
+                    // cache-resident 10.8 -> 11.7-12.3 GB/s-f32, 11008 x 4096 4.9-5.0 -> 5.6-5.9).
+                    if constexpr (B == 8) _mm_storeu_si128(out, _mm512_cvtepi32_epi8(codes));
+                    else if constexpr (B == 4)  // byte k = code 2k | code 2k+1 << 4: fold each 64-bit lane
+                        _mm_storel_epi64(out, _mm512_cvtepi64_epi8(_mm512_or_si512(codes, _mm512_srli_epi64(codes, 28))));
+                    else _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * j), _mm512_cvtepi32_epi8(codes));
                 }
-                for (int j = 0; j < G; j += 32) pack32<B>(q + j, packed + static_cast<std::size_t>((g * G + j) * B / 8));
+                if constexpr (B != 8 && B != 4)
+                    for (int j = 0; j < G; j += 32) pack32<B>(q + j, packed + static_cast<std::size_t>((g * G + j) * B / 8));
             }
             std::memcpy(scales + g0, sc, static_cast<std::size_t>(n) * 4);
             std::memcpy(biases + g0, bi, static_cast<std::size_t>(n) * 4);
