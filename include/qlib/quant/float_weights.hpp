@@ -1,8 +1,8 @@
 #pragma once
 // The "none" scheme: plain f32 / f16 / bf16 weights used as stored (often straight from a memory map,
 // so unaligned). Products run as register tiles of rows x tokens (detail::matmul_by_rows) that widen
-// f16/bf16 in registers: a matvec streams each row once with one chain per row, a matmul reuses each
-// loaded vector for several tokens.
+// f16/bf16 in registers: a matvec streams each row once with one chain per row; a prompt's matmul
+// widens rows once into aligned panels that every token reuses (detail::matmul_by_panels).
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -78,11 +78,16 @@ struct float_family {
     static void matmul(const qmatrix_view& m, const float* x, std::int64_t n, float* y, std::int64_t r0,
                        std::int64_t r1) {
         const std::size_t rb = static_cast<std::size_t>(m.cols) * dtype_size(m.weight_type);
-        auto in_place = [&](std::int64_t r, float*) { return m.weight + rb * static_cast<std::size_t>(r); };
+        auto at = [&](std::int64_t r) { return m.weight + rb * static_cast<std::size_t>(r); };
+        auto run = [&]<dtype D>() {
+            // A few tokens do not repay building panels (a matvec streams each row exactly once).
+            if (n >= 4) return detail::matmul_by_panels<D>(m, x, n, y, r0, r1, at);
+            detail::matmul_by_rows<D>(m, x, n, y, r0, r1, [&](std::int64_t r, float*) { return at(r); });
+        };
         switch (m.weight_type) {
-            case dtype::bf16: return detail::matmul_by_rows<dtype::bf16>(m, x, n, y, r0, r1, in_place);
-            case dtype::f16: return detail::matmul_by_rows<dtype::f16>(m, x, n, y, r0, r1, in_place);
-            default: return detail::matmul_by_rows<dtype::f32>(m, x, n, y, r0, r1, in_place);
+            case dtype::bf16: return run.template operator()<dtype::bf16>();
+            case dtype::f16: return run.template operator()<dtype::f16>();
+            default: return run.template operator()<dtype::f32>();
         }
     }
 };
