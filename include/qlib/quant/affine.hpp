@@ -249,11 +249,31 @@ struct affine_kernels {
             }
             const auto p = affine_group_params(kernels::reduce_min(lo), kernels::reduce_max(hi), Spec::max_q);
             const fbatch bias(p.bias), scale(p.scale), zero(0.0f), top(static_cast<float>(Spec::max_q));
-            for (int j = 0; j < G; j += W) {
-                const fbatch v = xsimd::clip(xsimd::nearbyint((kernels::load_f32(x + j) - bias) / scale), zero, top);
-                kernels::store_bytes(xsimd::to_int(v), q + j);
+            auto code = [&](int j) {
+                return xsimd::to_int(xsimd::clip(xsimd::nearbyint((kernels::load_f32(x + j) - bias) / scale), zero, top));
+            };
+            auto out = [&](int j) { return packed + static_cast<std::size_t>((g * G + j) * B / 8); };
+#if defined(__AVX2__)
+            if constexpr (W == 8) {
+                // 32 codes at a time from four int32 vectors to bytes in registers, then packed there
+                // (4- and 8-bit) or stored once for pack32: stored lane by lane, pack32's 32-byte reload
+                // missed store forwarding (cache-resident 4-bit g64 quantize: 4.0 -> 5.7 GB/s of f32).
+                const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                for (int j = 0; j < G; j += 32) {
+                    const __m256i ab = _mm256_packs_epi32(code(j), code(j + 8));
+                    const __m256i cd = _mm256_packs_epi32(code(j + 16), code(j + 24));
+                    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+                    if constexpr (packs_in_registers<B>) pack32_bytes<B>(b, out(j));
+                    else _mm256_store_si256(reinterpret_cast<__m256i*>(q + j), b);
+                }
+                if constexpr (!packs_in_registers<B>)
+                    for (int j = 0; j < G; j += 32) pack32<B>(q + j, out(j));
+            } else
+#endif
+            {
+                for (int j = 0; j < G; j += W) kernels::store_bytes(code(j), q + j);
+                for (int j = 0; j < G; j += 32) pack32<B>(q + j, out(j));
             }
-            for (int j = 0; j < G; j += 32) pack32<B>(q + j, packed + static_cast<std::size_t>((g * G + j) * B / 8));
             scales[g] = p.scale;
             biases[g] = p.bias;
         }

@@ -42,21 +42,34 @@ inline void pack_ref(const std::uint8_t* q, std::int64_t n, int bits, std::byte*
 
 }  // namespace detail
 
-/// Packs 32 codes into Bits uint32 words at out (any alignment).
-template <int Bits>
-inline void pack32(const std::uint8_t* q, std::byte* out) noexcept {
 #if defined(__AVX2__)
+/// Whether pack32_bytes packs Bits-bit codes in registers (else they go through memory: pack32).
+template <int Bits>
+inline constexpr bool packs_in_registers = Bits == 8 || Bits == 4;
+
+/// Packs the 32 codes in the bytes of v (natural order) into Bits words at out (any alignment).
+template <int Bits>
+inline void pack32_bytes(__m256i v, std::byte* out) noexcept {
+    static_assert(packs_in_registers<Bits>, "pack32_bytes: 4- or 8-bit codes");
     if constexpr (Bits == 8) {
-        std::memcpy(out, q, 32);
-        return;
-    } else if constexpr (Bits == 4) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
+    } else {
         // Byte k = q[2k] | q[2k+1] << 4: view pairs as 16-bit lanes and fold the high byte down.
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
         const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi16(0x000f));
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi16(0x00f0));
         const __m256i b = _mm256_or_si256(lo, hi);  // 16 lanes, each < 256
         const __m128i packed = _mm_packus_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out), packed);
+    }
+}
+#endif
+
+/// Packs 32 codes into Bits uint32 words at out (any alignment).
+template <int Bits>
+inline void pack32(const std::uint8_t* q, std::byte* out) noexcept {
+#if defined(__AVX2__)
+    if constexpr (packs_in_registers<Bits>) {
+        pack32_bytes<Bits>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), out);
         return;
     }
 #endif
