@@ -94,7 +94,9 @@ void panel_tile(const float* panel, const float* x, std::int64_t cols, std::int6
     using kernels::fbatch;
     constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
     fbatch a[R][T];
+    QLIB_UNROLL
     for (int t = 0; t < T; ++t)
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i) a[i][t] = fbatch::load_aligned(acc + (t * R + i) * W);
     for (std::int64_t c = 0; c < kc; c += W) {
         fbatch wv[R];
@@ -107,7 +109,9 @@ void panel_tile(const float* panel, const float* x, std::int64_t cols, std::int6
             for (int i = 0; i < R; ++i) a[i][t] = xsimd::fma(wv[i], xv, a[i][t]);
         }
     }
+    QLIB_UNROLL
     for (int t = 0; t < T; ++t)
+        QLIB_UNROLL
         for (int i = 0; i < R; ++i) a[i][t].store_aligned(acc + (t * R + i) * W);
 }
 
@@ -134,7 +138,7 @@ void matmul_by_panels(const Matrix& m, const float* x, std::int64_t n, float* y,
     float* acc = scratch(5, static_cast<std::size_t>(rows_per_group * tokens_per_block * W)).data();
     float* xp = scratch(6, static_cast<std::size_t>(tokens_per_block * cvec)).data();
     const std::int64_t rfull = r0 + (r1 - r0) / R * R;
-    for (std::int64_t t0 = 0; t0 < n; t0 += tokens_per_block) {
+    for (std::int64_t t0 = 0; rfull > r0 && t0 < n; t0 += tokens_per_block) {  // whole tiles only
         const std::int64_t nb = std::min(tokens_per_block, n - t0);
         const float* xb = x + t0 * cols;
         for (std::int64_t c0 = 0; c0 < cvec; c0 += panel_cols) {
