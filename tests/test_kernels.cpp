@@ -30,6 +30,34 @@ std::vector<float> random_bits_floats(std::size_t n, unsigned seed) {
     for (auto& x : v) x = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));
     return v;
 }
+
+/// w [rows, cols] stored as float type t at an odd address, as in a memory-mapped file.
+struct misaligned_float_weights {
+    std::vector<std::byte> raw;  // 3 bytes of padding, then the stored rows
+    qmatrix_view view;
+    [[nodiscard]] const std::byte* data() const noexcept { return raw.data() + 3; }
+    [[nodiscard]] std::size_t size() const noexcept { return raw.size() - 3; }
+    [[nodiscard]] const std::byte* row(std::int64_t r) const noexcept {
+        return data() + static_cast<std::size_t>(r * view.cols) * dtype_size(view.weight_type);
+    }
+};
+misaligned_float_weights misaligned_float(const std::vector<float>& w, std::int64_t rows, std::int64_t cols, dtype t) {
+    quant_config cfg;
+    cfg.scheme = quant_scheme::none;
+    cfg.scale_type = t;
+    const auto q = quantize(w, rows, cols, cfg);
+    const auto& bytes = q.find("weight")->bytes;
+    misaligned_float_weights m;
+    m.raw.resize(bytes.size() + 3);
+    std::memcpy(m.raw.data() + 3, bytes.data(), bytes.size());
+    tensor_view tv;
+    tv.name = "w";
+    tv.type = t;
+    tv.shape = {rows, cols};
+    tv.data = {m.data(), bytes.size()};
+    m.view = float_matrix(tv);
+    return m;  // moving raw keeps its buffer, so the view stays valid
+}
 }  // namespace
 
 TEST_CASE("batch f32 -> bf16/f16 narrowing is bit-identical to the scalar conversion") {
@@ -153,40 +181,28 @@ TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alig
             std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(cols * 2));
             for (auto& v : w) v = d(rng);
             for (auto& v : x) v = d(rng);
-            quant_config cfg;
-            cfg.scheme = quant_scheme::none;
-            cfg.scale_type = t;
-            const auto q = quantize(w, rows, cols, cfg);
-            // Re-home the stored weights at an odd address, as in a memory-mapped file.
-            const auto& bytes = q.find("weight")->bytes;
-            std::vector<std::byte> raw(bytes.size() + 3);
-            std::memcpy(raw.data() + 3, bytes.data(), bytes.size());
-            tensor_view tv;
-            tv.name = "w";
-            tv.type = t;
-            tv.shape = {rows, cols};
-            tv.data = {raw.data() + 3, bytes.size()};
-            const qmatrix_view v = float_matrix(tv);
+            const auto m = misaligned_float(w, rows, cols, t);
+            const qmatrix_view& v = m.view;
             std::vector<float> y(rows), ym(rows * 2), deq(w.size());
             matvec(v, x.data(), y.data(), 0, rows);
             matmul(v, x.data(), 2, ym.data(), 0, rows);
             dequantize_rows(v, 0, rows, deq.data());
             for (std::int64_t r = 0; r < rows; ++r) {
-                const float ref = detail::float_dot_ref(raw.data() + 3 + r * cols * dtype_size(t), t, x.data(), cols);
-                const float ref1 = detail::float_dot_ref(raw.data() + 3 + r * cols * dtype_size(t), t, x.data() + cols, cols);
+                const float ref = detail::float_dot_ref(m.row(r), t, x.data(), cols);
+                const float ref1 = detail::float_dot_ref(m.row(r), t, x.data() + cols, cols);
                 double mag = 0.0;
                 for (std::int64_t c = 0; c < cols; ++c) {
                     mag += std::abs(deq[r * cols + c] * x[c]);
-                    REQUIRE(deq[r * cols + c] == load_as_f32(t, raw.data() + 3, r * cols + c));
+                    REQUIRE(deq[r * cols + c] == load_as_f32(t, m.data(), r * cols + c));
                 }
                 CHECK(std::abs(y[r] - ref) <= 1e-5 * mag + 1e-6);
                 CHECK(std::abs(ym[r] - ref) <= 1e-5 * mag + 1e-6);
                 CHECK(ym[r] == y[r]);  // the same per-(row, token) arithmetic in both
                 CHECK(std::abs(ym[rows + r] - ref1) <= 1e-4 * mag + 1e-5);
             }
-            std::vector<std::byte> back(bytes.size());
+            std::vector<std::byte> back(m.size());
             dequantize(v, t, back.data());
-            CHECK(std::memcmp(back.data(), bytes.data(), bytes.size()) == 0);
+            CHECK(std::memcmp(back.data(), m.data(), m.size()) == 0);
         }
     tensor_view bad;
     bad.name = "ids";
@@ -208,19 +224,8 @@ TEST_CASE("float-weight prompts (panels) equal their tokens one at a time, bit f
                 std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(n * cols));
                 for (auto& v : w) v = d(rng);
                 for (auto& v : x) v = d(rng);
-                quant_config cfg;
-                cfg.scheme = quant_scheme::none;
-                cfg.scale_type = t;
-                const auto q = quantize(w, rows, cols, cfg);
-                const auto& bytes = q.find("weight")->bytes;
-                std::vector<std::byte> raw(bytes.size() + 3);  // misaligned, as in a mapped file
-                std::memcpy(raw.data() + 3, bytes.data(), bytes.size());
-                tensor_view tv;
-                tv.name = "w";
-                tv.type = t;
-                tv.shape = {rows, cols};
-                tv.data = {raw.data() + 3, bytes.size()};
-                const qmatrix_view v = float_matrix(tv);
+                const auto m = misaligned_float(w, rows, cols, t);
+                const qmatrix_view& v = m.view;
                 for (std::int64_t r1 : {rows, rows - 5, r0 + 7}) {  // 80 rows (AVX-512: 64 + 16), 75, 7
                     std::vector<float> ym(static_cast<std::size_t>(n * rows), -1.0f), y1(static_cast<std::size_t>(rows));
                     matmul(v, x.data(), n, ym.data(), r0, r1);
@@ -229,8 +234,7 @@ TEST_CASE("float-weight prompts (panels) equal their tokens one at a time, bit f
                         for (std::int64_t r = r0; r < r1; ++r) REQUIRE(ym[k * rows + r] == y1[r]);
                         for (std::int64_t r = 0; r < rows; ++r)
                             if (r < r0 || r >= r1) REQUIRE(ym[k * rows + r] == -1.0f);  // untouched
-                        const float ref = detail::float_dot_ref(raw.data() + 3 + (r1 - 1) * cols * dtype_size(t), t,
-                                                                x.data() + k * cols, cols);
+                        const float ref = detail::float_dot_ref(m.row(r1 - 1), t, x.data() + k * cols, cols);
                         CHECK(std::abs(ym[k * rows + r1 - 1] - ref) <= 1e-4f * static_cast<float>(cols));
                     }
                 }
