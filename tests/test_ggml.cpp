@@ -245,9 +245,10 @@ TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-
 }
 
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {
-    constexpr std::int64_t rows = 37, n = 6;
-    // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one) and quad (three, one)
-    // kernels leave to the block-at-a-time path.
+    // 15 tokens: two whole groups of the step layout's prompt tiles and a partial one.
+    constexpr std::int64_t rows = 37, n = 15;
+    // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one), 4-block step (three, one)
+    // and 8-block step (seven, one) kernels leave to the block-at-a-time path.
     for (std::int64_t cols : {512, 480, 544}) {
         for (quant_scheme s : ggml_schemes) {
             if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
@@ -290,14 +291,15 @@ TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][ke
 }
 
 #ifdef QLIB_GGML_PAIR_KERNELS
-// The 512-bit row kernels over 2 and (with AVX512-VBMI) 4 blocks per step: the dispatch picks one of
-// them on a given CPU, so both are checked here against the scalar block dot product, tiles included.
-TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-quad kernels match the scalar dot product", "[ggml][simd]",
+// The 512-bit row kernels over block pairs and (with AVX512-VBMI) steps of 8 (q4_0) or 4 (q8_0) blocks:
+// the dispatch picks one of them on a given CPU, so both are checked here against the scalar block dot
+// product, tiles included.
+TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-step kernels match the scalar dot product", "[ggml][simd]",
                    detail::ggml_q4_0, detail::ggml_q8_0) {
     using P = TestType;
     using block = typename P::block;
     constexpr int nr = 4, nt = 4;
-    for (std::int64_t nb : {16, 15, 17, 18, 1}) {
+    for (std::int64_t nb : {16, 15, 17, 18, 24, 7, 1}) {
         const std::int64_t cols = 32 * nb;
         INFO(nb << " blocks");
         const std::vector<float> w = gaussian(static_cast<std::size_t>(nr * cols), 0.02f, 21);
@@ -326,12 +328,12 @@ TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-quad kernels match the sca
         check(out, nr, nt);
         detail::dot_pairs<P, 1, 1>(row2, nb, pairs, xq.data(), 3, one);
         CHECK(one[0][0] == out[2][3]);
-#ifdef QLIB_GGML_QUADS
-        detail::q8_0_quads quads;
-        detail::lay_out_quads(xq.data(), nt, nb, quads);
-        detail::dot_quads<P, nr, nt>(rows, nb, quads, xq.data(), 0, out);
+#ifdef QLIB_GGML_STEPS
+        detail::steps_of<P> steps;
+        detail::lay_out_steps(xq.data(), nt, nb, steps);
+        detail::dot_steps<P, nr, nt>(rows, nb, steps, xq.data(), 0, out);
         check(out, nr, nt);
-        detail::dot_quads<P, 1, 1>(row2, nb, quads, xq.data(), 3, one);
+        detail::dot_steps<P, 1, 1>(row2, nb, steps, xq.data(), 3, one);
         CHECK(one[0][0] == out[2][3]);
 #endif
     }

@@ -8,7 +8,7 @@
 // the 32-element types) or q8_K (k-quants), then takes integer dot products per block
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
-// (dot_pairs, or four blocks per vector pair where AVX512-VBMI gathers their bytes: dot_quads),
+// (dot_pairs, or where AVX512-VBMI gathers their bytes, 8 q4_0 / 4 q8_0 blocks per step: dot_steps),
 // q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
@@ -1358,115 +1358,154 @@ void dot_pairs(const typename P::block* const* rows, std::int64_t nb, const q8_0
     reduce_tile<P>(acc, rows, 2 * np, nb, a, t0, out);
 }
 #if defined(__AVX512VBMI__)
-#define QLIB_GGML_QUADS 1
-/// q8_0 activations re-laid once per input for the 512-bit quad kernels, which take four weight blocks
-/// per pair of vectors: per quad of blocks, codes 0-15 of the four blocks (one 128-bit lane each), then
-/// codes 16-31 (q4_0's low and high nibbles); and the four block scales.
-struct q8_0_quads {
-    std::int64_t quads = 0;         // per activation row
-    aligned_vector<std::int8_t> q;  // [n, quads, 128]
-    std::vector<float> d;           // [n, quads, 4]
+#define QLIB_GGML_STEPS 1
+/// q8_0 activations re-laid once per input for the 512-bit VBMI kernels (dot_steps), which take a step
+/// of Blocks weight blocks at a time: 8 for q4_0, 4 for q8_0. Each of a step's code vectors gives every
+/// block E = 64 / Blocks bytes: bytes [E b, E b + E) of vector k hold codes [E k, E k + E) of block b,
+/// the order vpermt2b gathers the weights in, so int32 lane l belongs to block l * Blocks / 16. A record
+/// is one token's step: its code vectors, each lane's offset term -Offset * (sum of the lane's codes)
+/// (weights enter vpdpbusd unsigned: q4_0 codes as stored, offset 8; q8_0 codes xor 0x80, offset 128)
+/// and each lane's block scale, so a tile spends no vector op per token on either. Tokens go in groups
+/// of `group` (the prompt tile's tokens) whose records of a step are adjacent: a tile reads one run.
+template <int Blocks, int Offset>
+struct q8_0_steps {
+    static constexpr int blocks = Blocks;
+    static constexpr int code_bytes = 32 * Blocks;
+    static constexpr std::ptrdiff_t record_bytes = code_bytes + 128;
+    static constexpr std::int64_t group = 6;
+    std::int64_t steps = 0, n = 0;    // steps per token: nb / Blocks (the last nb % Blocks blocks stay q8_0)
+    aligned_vector<std::int8_t> rec;  // [groups][steps][tokens of the group][record_bytes]
+
+    /// Byte offset of token t's record of step i; a tile's tokens must share a group.
+    [[nodiscard]] std::size_t at(std::int64_t t, std::int64_t i) const noexcept {
+        const std::int64_t g0 = t / group * group, size = std::min(group, n - g0);
+        return static_cast<std::size_t>((g0 * steps + i * size + t - g0) * record_bytes);
+    }
+    [[nodiscard]] std::ptrdiff_t stride(std::int64_t t) const noexcept { return std::min(group, n - t / group * group) * record_bytes; }
 };
 
-inline void lay_out_quads(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_quads& p) {
-    p.quads = nb / 4;
-    const auto nq = static_cast<std::size_t>(n * p.quads);
-    p.q.resize(nq * 128), p.d.resize(nq * 4);
-    for (std::size_t i = 0; i < nq; ++i) {
-        const std::size_t t = i / static_cast<std::size_t>(p.quads), k = i % static_cast<std::size_t>(p.quads);
-        const block_q8_0* b = a + t * static_cast<std::size_t>(nb) + 4 * k;
-        for (int m = 0; m < 4; ++m) {
-            std::memcpy(p.q.data() + 128 * i + 16 * m, b[m].qs, 16);
-            std::memcpy(p.q.data() + 128 * i + 64 + 16 * m, b[m].qs + 16, 16);
-            p.d[4 * i + static_cast<std::size_t>(m)] = h2f(b[m].d);
+template <class P>
+using steps_of = std::conditional_t<std::is_same_v<P, ggml_q4_0>, q8_0_steps<8, 8>, q8_0_steps<4, 128>>;
+
+template <int Blocks, int Offset>
+void lay_out_steps(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_steps<Blocks, Offset>& p) {
+    constexpr int E = 64 / Blocks;
+    p.steps = nb / Blocks, p.n = n;
+    p.rec.resize(static_cast<std::size_t>(n * p.steps * p.record_bytes));
+    for (std::int64_t t = 0; t < n; ++t)
+        for (std::int64_t i = 0; i < p.steps; ++i) {
+            std::int8_t* r = p.rec.data() + p.at(t, i);
+            const block_q8_0* b = a + t * nb + Blocks * i;
+            for (int k = 0; k < 32 / E; ++k)
+                for (int m = 0; m < Blocks; ++m) std::memcpy(r + 64 * k + E * m, b[m].qs + E * k, E);
+            std::int32_t off[16];
+            float d[16];
+            for (int l = 0; l < 16; ++l) {
+                int sum = 0;
+                for (int k = 0; k < 32 / E; ++k)
+                    for (int c = 0; c < 4; ++c) sum += r[64 * k + 4 * l + c];
+                off[l] = -Offset * sum;
+                d[l] = h2f(b[l * Blocks / 16].d);
+            }
+            std::memcpy(r + p.code_bytes, off, sizeof off);
+            std::memcpy(r + p.code_bytes + 64, d, sizeof d);
         }
-    }
 }
 
-/// vpermt2b indices that gather codes [c0, c0 + 16) of each block of a quad (blocks of S bytes, codes
-/// from byte 2) into 128-bit lanes, from 64-byte loads at bytes first and second of the quad.
-template <std::size_t S>
-constexpr std::array<std::uint8_t, 64> quad_code_index(int c0, int first, int second) {
+/// vpermt2b indices that gather codes [c0, c0 + E) of each of the Blocks blocks of a step (blocks of
+/// S bytes, codes from byte 2) into E bytes apiece, from 64-byte loads at bytes first and second.
+template <std::size_t S, int Blocks>
+consteval std::array<std::uint8_t, 64> step_code_index(int c0, int first, int second) {
+    constexpr int E = 64 / Blocks;
     std::array<std::uint8_t, 64> ix{};
-    for (int k = 0; k < 4; ++k)
-        for (int j = 0; j < 16; ++j) {
-            const int src = static_cast<int>(S) * k + 2 + c0 + j;
-            ix[static_cast<std::size_t>(16 * k + j)] = static_cast<std::uint8_t>(src - first < 64 ? src - first : 64 + src - second);
+    for (int m = 0; m < Blocks; ++m)
+        for (int j = 0; j < E; ++j) {
+            const int src = static_cast<int>(S) * m + 2 + c0 + j;
+            const int at = src - first < 64 ? src - first : 64 + src - second;
+            if (src < first || at >= 128) throw "a step's codes lie outside the two loads";
+            ix[static_cast<std::size_t>(E * m + j)] = static_cast<std::uint8_t>(at);
         }
     return ix;
 }
 
-/// out[j][t] = weight row j (of NR) . activation row t0 + t (of NT), q4_0 or q8_0 weights against
-/// activations laid out by lay_out_quads. Lane l of both code vectors belongs to block l/4 of a quad, so
-/// two vpdpbusd sum 8 codes per lane and one conversion, scale product and FMA serve 128 weights
-/// (dot_pairs spends two). vpermt2b gathers a quad's codes from two loads (q4_0: 72 bytes, both nibble
-/// vectors from one gather; q8_0: 136 bytes, one gather per vector) and vpermt2w its four f16 scales.
-/// Codes enter vpdpbusd unsigned (offset 8 or 128, subtracted per lane). `a` (the q8_0 blocks, [n, nb])
-/// serves the last nb % 4 blocks. An element's arithmetic depends on neither NR nor NT.
+/// vpermt2w indices that put block l * Blocks / 16's f16 scale in word l (of the loads at 0 and second).
+template <std::size_t S, int Blocks>
+consteval std::array<std::uint16_t, 32> step_scale_index(int second) {
+    std::array<std::uint16_t, 32> ix{};
+    for (int l = 0; l < 16; ++l) {
+        const int src = static_cast<int>(S) * (l * Blocks / 16);
+        ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(src < 64 ? src / 2 : 32 + (src - second) / 2);
+    }
+    return ix;
+}
+
+/// out[j][t] = weight row j (of NR) . activation row t0 + t (of NT, in one group of the layout), q4_0 or
+/// q8_0 weights against activations laid out by lay_out_steps. Per step and row, vpermt2b gathers the
+/// codes from four overlapping 64-byte loads (q4_0: 8 blocks, 144 bytes, both nibble halves of each
+/// gather; q8_0: 4 blocks, 136 bytes) and vpermt2w the f16 scales; per (row, token) the vpdpbusd chain
+/// starts from the record's offset term, and one conversion, scale product and FMA serve the step
+/// (256 weights for q4_0, 128 for q8_0). `a` (the q8_0 blocks, [n, nb]) serves the last nb % Blocks
+/// blocks. An element's arithmetic depends on neither NR nor NT.
 template <class P, int NR, int NT>
-void dot_quads(const typename P::block* const* rows, std::int64_t nb, const q8_0_quads& p, const block_q8_0* a,
+void dot_steps(const typename P::block* const* rows, std::int64_t nb, const steps_of<P>& p, const block_q8_0* a,
                std::int64_t t0, float (*out)[NT]) noexcept {
+    using L = steps_of<P>;
     constexpr bool nibbles = std::is_same_v<P, ggml_q4_0>;
-    static_assert(nibbles || std::is_same_v<P, ggml_q8_0>, "dot_quads: q4_0 and q8_0 weights only");
-    using block = typename P::block;
-    constexpr std::size_t S = sizeof(block);
-    static_assert(S == 18 || S == 34, "a quad spans 72 (q4_0) or 136 (q8_0) bytes");
-    // q4_0: all qs from the loads at bytes 0 and 8; q8_0: codes 0-15 from 0 and 64, 16-31 from 8 and 72.
-    static constexpr auto lo_index = quad_code_index<S>(0, 0, nibbles ? 8 : 64);
-    static constexpr auto hi_index = quad_code_index<S>(16, 8, 72);
-    // Scale of block l/4 (16-bit word S/2 * (l/4) of the loads at 0 and 64) in the 16 low words.
-    static constexpr auto d_index = [] {
-        std::array<std::uint16_t, 32> ix{};
-        for (int l = 0; l < 16; ++l) ix[static_cast<std::size_t>(l)] = static_cast<std::uint16_t>(S / 2 * static_cast<std::size_t>(l / 4));
-        return ix;
-    }();
-    const __m512i lox = _mm512_loadu_si512(lo_index.data());
-    const __m512i dx = _mm512_loadu_si512(d_index.data());
+    static_assert(nibbles || std::is_same_v<P, ggml_q8_0>, "dot_steps: q4_0 and q8_0 weights only");
+    constexpr std::size_t S = sizeof(typename P::block);
+    constexpr int B = L::blocks, K = L::code_bytes / 64;
+    // q4_0: qs bytes [0, 8) of each block from the loads at 0 and 72, [8, 16) from 8 and 80;
+    // q8_0: codes [0, 16) from 0 and 64, [16, 32) from 8 and 72. Neither reads past the step.
+    constexpr int second0 = nibbles ? 72 : 64, second1 = nibbles ? 80 : 72;
+    static_assert(second1 + 64 == B * S, "the last load ends at the step's end");
+    static constexpr auto ix0 = step_code_index<S, B>(0, 0, second0);
+    static constexpr auto ix1 = step_code_index<S, B>(nibbles ? 8 : 16, 8, second1);
+    static constexpr auto d_ix = step_scale_index<S, B>(second0);
+    const __m512i i0 = _mm512_loadu_si512(ix0.data()), i1 = _mm512_loadu_si512(ix1.data());
+    const __m512i dx = _mm512_loadu_si512(d_ix.data());
     const __m512i low = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(static_cast<char>(0x80));
-    const __m512i offset = _mm512_set1_epi8(static_cast<char>(nibbles ? 8 : 128));
-    const __m512i lane_block = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const std::int64_t nq = nb / 4;
     __m512 acc[NR][NT];
     QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
-    for (std::int64_t i = 0; i < nq; ++i) {
-        __m512i lo[NR], hi[NR];
+    const std::int8_t* x = p.rec.data() + p.at(t0, 0);
+    const std::ptrdiff_t stride = p.stride(t0);
+    for (std::int64_t i = 0; i < p.steps; ++i, x += stride) {
+        __m512i v[NR][K];
         __m512 dw[NR];
         QLIB_UNROLL
         for (int j = 0; j < NR; ++j) {
-            const auto* x = reinterpret_cast<const std::byte*>(rows[j] + 4 * i);
-            prefetch_ahead(rows[j] + 4 * i, 4);
-            const __m512i v0 = _mm512_loadu_si512(x), v8 = _mm512_loadu_si512(x + 8);
-            __m512i v64 = v8;  // q4_0's scales are all in v0
+            const auto* w = reinterpret_cast<const std::byte*>(rows[j] + B * i);
+            prefetch_ahead(rows[j] + B * i, B);
+            const __m512i w0 = _mm512_loadu_si512(w), w8 = _mm512_loadu_si512(w + 8);
+            const __m512i wa = _mm512_loadu_si512(w + second0), wb = _mm512_loadu_si512(w + second1);
+            const __m512i g0 = _mm512_permutex2var_epi8(w0, i0, wa), g1 = _mm512_permutex2var_epi8(w8, i1, wb);
             if constexpr (nibbles) {
-                const __m512i qs = _mm512_permutex2var_epi8(v0, lox, v8);
-                lo[j] = _mm512_and_si512(qs, low);
-                hi[j] = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low);
+                v[j][0] = _mm512_and_si512(g0, low), v[j][1] = _mm512_and_si512(g1, low);
+                v[j][2] = _mm512_and_si512(_mm512_srli_epi16(g0, 4), low), v[j][3] = _mm512_and_si512(_mm512_srli_epi16(g1, 4), low);
             } else {
-                v64 = _mm512_loadu_si512(x + 64);
-                lo[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v0, lox, v64), flip);
-                const __m512i hix = _mm512_loadu_si512(hi_index.data());
-                hi[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(v8, hix, _mm512_loadu_si512(x + 72)), flip);
+                v[j][0] = _mm512_xor_si512(g0, flip), v[j][1] = _mm512_xor_si512(g1, flip);
             }
-            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(v0, dx, v64)));
+            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(w0, dx, wa)));
         }
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
-            const std::size_t k = static_cast<std::size_t>((t0 + t) * nq + i);
-            const __m512i xl = _mm512_loadu_si512(p.q.data() + 128 * k), xh = _mm512_loadu_si512(p.q.data() + 128 * k + 64);
-            // The dot products start from -offset . a, so they yield sum (w - offset) a directly.
-            const __m512i neg_off = _mm512_sub_epi32(
-                _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xl), offset, xh));
-            const __m512 xd = _mm512_permutexvar_ps(lane_block, _mm512_castps128_ps512(_mm_loadu_ps(p.d.data() + 4 * k)));
+            const std::int8_t* r = x + L::record_bytes * t;
+            __m512i xv[K];
             QLIB_UNROLL
-            for (int j = 0; j < NR; ++j)
-                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(neg_off, lo[j], xl), hi[j], xh)),
-                                            _mm512_mul_ps(dw[j], xd), acc[j][t]);
+            for (int k = 0; k < K; ++k) xv[k] = _mm512_load_si512(r + 64 * k);
+            const __m512 xd = _mm512_load_ps(r + L::code_bytes + 64);
+            QLIB_UNROLL
+            for (int j = 0; j < NR; ++j) {
+                __m512i s = _mm512_load_si512(r + L::code_bytes);
+                QLIB_UNROLL
+                for (int k = 0; k < K; ++k) s = _mm512_dpbusd_epi32(s, v[j][k], xv[k]);
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[j], xd), acc[j][t]);
+            }
         }
     }
-    reduce_tile<P>(acc, rows, 4 * nq, nb, a, t0, out);
+    reduce_tile<P>(acc, rows, B * p.steps, nb, a, t0, out);
 }
 #endif
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
@@ -1626,9 +1665,9 @@ struct ggml_family {
             [[maybe_unused]] const auto& a = in.form<std::vector<A>>(0, [&](std::vector<A>& v) {
                 detail::quantize_activations<P>(in.x(), n, in.cols(), v);
             });
-#if defined(QLIB_GGML_QUADS)
+#if defined(QLIB_GGML_STEPS)
             if constexpr (std::is_same_v<P, detail::ggml_q4_0> || std::is_same_v<P, detail::ggml_q8_0>)
-                in.form<detail::q8_0_quads>(0, [&](auto& p) { detail::lay_out_quads(a.data(), n, nb, p); });
+                in.form<detail::steps_of<P>>(0, [&](auto& p) { detail::lay_out_steps(a.data(), n, nb, p); });
 #elif defined(QLIB_GGML_PAIR_KERNELS)
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
@@ -1653,11 +1692,13 @@ struct ggml_family {
             const std::int64_t n = in.n(), nb = m.cols / P::elems;
             const A* a = in.form<std::vector<A>>(0, what).data();
             // tile(NR, NT, rows, t0, out): out[j][t] for weight rows rows[0, NR) and activation rows
-            // [t0, t0 + NT); rows go RT at a time, tokens 4 at a time. Activation rows go in chunks of
-            // about 256 KB (token_bytes each as the tile reads them), so that a chunk stays in L2 while
-            // every weight row of [r0, r1) passes over it.
-            auto by_tiles = [&]<int RT>(std::integral_constant<int, RT>, std::int64_t token_bytes, auto tile) {
-                const std::int64_t chunk = std::max<std::int64_t>(4, (std::int64_t{256} << 10) / token_bytes / 4 * 4);
+            // [t0, t0 + NT); rows go RT at a time, tokens TT at a time from multiples of TT (the
+            // last n % TT one at a time, after a tile of TT / 2 if TT >= 6). Activation rows go in chunks of about 256 KB (token_bytes each
+            // as the tile reads them), so that a chunk stays in L2 while every weight row of [r0, r1)
+            // passes over it.
+            auto by_tiles = [&]<int RT, int TT>(std::integral_constant<int, RT>, std::integral_constant<int, TT> tt,
+                                                std::int64_t token_bytes, auto tile) {
+                const std::int64_t chunk = std::max<std::int64_t>(TT, (std::int64_t{256} << 10) / token_bytes / TT * TT);
                 auto rows_from = [&]<int NR>(std::int64_t r, std::integral_constant<int, NR> nr, std::int64_t c0, std::int64_t c1) {
                     const block* rows[NR];
                     for (int j = 0; j < NR; ++j) rows[j] = detail::ggml_row<P>(m, r + j, j);
@@ -1668,7 +1709,9 @@ struct ggml_family {
                             for (int j = 0; j < NR; ++j) y[(t0 + t) * m.rows + r + j] = out[j][t];
                     };
                     std::int64_t t = c0;
-                    for (; t + 4 <= c1; t += 4) tokens_from(t, std::integral_constant<int, 4>{});
+                    for (; t + TT <= c1; t += TT) tokens_from(t, tt);
+                    if constexpr (TT >= 6)  // a prompt's last few tokens: one tile of half as many first
+                        if (t + TT / 2 <= c1) tokens_from(t, std::integral_constant<int, TT / 2>{}), t += TT / 2;
                     for (; t < c1; ++t) tokens_from(t, ic{});
                 };
                 for (std::int64_t c0 = 0; c0 < n; c0 += chunk) {
@@ -1681,38 +1724,46 @@ struct ggml_family {
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
-#ifdef QLIB_GGML_QUADS
-                const auto& quads = in.form<detail::q8_0_quads>(0, what);
+                // Decoding reads one row at a time, a single stream the hardware prefetcher follows
+                // (2 rows at once made 2 short streams and ran 2.5x slower from DRAM here); prompts
+                // (compute-bound) share each activation load between rows of a tile. Results are the
+                // same either way.
+#ifdef QLIB_GGML_STEPS
+                // Tiles of 3 rows x 6 tokens: on 11004 x 4096 weights and 60 tokens, q4_0 ran at 106-108
+                // GMAC/s (2 x 6: 99-108, 4 x 6: 101-107, 4 x 3: 79-82), q8_0 at 76-78 (2 x 6: 67-69).
+                using L = detail::steps_of<P>;
+                const L& steps = in.form<L>(0, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
-                    detail::dot_quads<P, NR, NT>(rows, nb, quads, a, t0, out);
+                    detail::dot_steps<P, NR, NT>(rows, nb, steps, a, t0, out);
                 };
+                constexpr std::integral_constant<int, L::group> group;
+                const std::int64_t token_bytes = steps.steps * L::record_bytes + nb % L::blocks * std::int64_t{sizeof(block_q8_0)};
+                if (n >= L::group) return by_tiles(std::integral_constant<int, 3>{}, group, token_bytes, tile);
+                return by_tiles(ic{}, group, token_bytes, tile);
 #else
                 const auto& pairs = in.form<detail::q8_0_pairs>(nibbles, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
                     detail::dot_pairs<P, NR, NT>(rows, nb, pairs, a, t0, out);
                 };
-#endif
-                // Prompts (compute-bound) share each activation load between 4 rows; decoding reads one
-                // row at a time, a single stream the hardware prefetcher follows (2 rows at once made
-                // 2 short streams and ran 2.5x slower from DRAM here). Results are the same either way.
                 const std::int64_t token_bytes = m.cols + m.cols / 8;
-                if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, token_bytes, tile);
-                return by_tiles(ic{}, token_bytes, tile);
+                if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 4>{}, token_bytes, tile);
+                return by_tiles(ic{}, std::integral_constant<int, 4>{}, token_bytes, tile);
+#endif
             }
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>) {
                 const auto& octets = in.form<detail::q4_0_octets>(0, what);
                 const std::int64_t token_bytes = nb / 8 * detail::q4_0_octets::bytes_per_octet + nb % 8 * std::int64_t{sizeof(block_q8_0)};
-                return by_tiles(ic{}, token_bytes, [&]<int NT>(ic, std::integral_constant<int, NT>, const block* const* rows,
+                return by_tiles(ic{}, std::integral_constant<int, 4>{}, token_bytes, [&]<int NT>(ic, std::integral_constant<int, NT>, const block* const* rows,
                                                                std::int64_t t0, float (*out)[NT]) {
                     detail::dot_q4_0_octets<NT>(rows[0], nb, octets, a, t0, out[0]);
                 });
             }
 #endif
-            by_tiles(ic{}, nb * static_cast<std::int64_t>(sizeof(A)), [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
+            by_tiles(ic{}, std::integral_constant<int, 4>{}, nb * static_cast<std::int64_t>(sizeof(A)), [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
                 const A* ys[NT];
                 for (int t = 0; t < NT; ++t) ys[t] = a + (t0 + t) * nb;
