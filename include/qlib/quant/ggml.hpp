@@ -9,7 +9,8 @@
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
 // (dot_pairs, or where AVX512-VBMI gathers their bytes, 8 q4_0 / 4 q8_0 blocks per step: dot_steps),
-// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets). Every SIMD kernel
+// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K with 512-bit maddubs and
+// vpdpwssd against aligned activation records (dot_q4_K). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <array>
@@ -1508,6 +1509,86 @@ void dot_steps(const typename P::block* const* rows, std::int64_t nb, const step
     reduce_tile<P>(acc, rows, B * p.steps, nb, a, t0, out);
 }
 #endif
+#define QLIB_GGML_Q4_K_512 1
+/// q8_K activations re-laid once per input for dot_q4_K, one 64-byte aligned record per block: its 256
+/// codes (in the block they sit 4 bytes off alignment, so that every 64-byte load split a cache line),
+/// then f32 lanes j < 8: d * (bsums[2j] + bsums[2j+1]) (the block's scale times sub-block j's code sum,
+/// the min term's factor), lane 8: d, lanes 9-15 zero.
+struct q8_K_records {
+    static constexpr std::size_t record_bytes = 256 + 64;
+    aligned_vector<std::int8_t> rec;  // [n, nb, record_bytes]
+};
+
+inline void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_records& p) {
+    p.rec.resize(static_cast<std::size_t>(count) * p.record_bytes);
+    for (std::int64_t i = 0; i < count; ++i) {
+        std::int8_t* r = p.rec.data() + static_cast<std::size_t>(i) * p.record_bytes;
+        float f[16] = {};
+        for (int j = 0; j < 8; ++j) f[j] = a[i].d * static_cast<float>(a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        f[8] = a[i].d;
+        std::memcpy(r, a[i].qs, 256);
+        std::memcpy(r + 256, f, sizeof f);
+    }
+}
+
+/// out[j][t] = q4_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Vector c of a
+/// super-block holds sub-blocks 2c (low nibbles of qs[32c, 32c + 32)) and 2c + 1 (their high nibbles)
+/// in its two halves, the order of the activations' 64 codes at 64c: vpmaddubsw pairs them (|.| <=
+/// 2 * 15 * 127) and vpdpwssd applies each half's 6-bit scale as it accumulates, so one conversion,
+/// scale product and FMA serve the super-block, and one more FMA its mins (dmin * m_j against the
+/// sums laid out by lay_out_q8_K_sums). An element's arithmetic depends on neither NR nor NT.
+template <int NR, int NT>
+void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records& p, std::int64_t t0, float (*out)[NT]) noexcept {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // shift the high half by 4
+    __m512 acc[NR][NT];
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
+    for (std::int64_t b = 0; b < nb; ++b) {
+        __m512i q[NR][4], sc[NR][4];
+        __m512 d[NR], mins[NR];
+        QLIB_UNROLL
+        for (int j = 0; j < NR; ++j) {
+            const block_q4_K& x = rows[j][b];
+            prefetch_ahead(&x, 1);
+            __m128 dm;
+            const __m512i sm = _mm512_castsi256_si512(ggml_q4_K::scales_mins(x, dm));
+            d[j] = _mm512_broadcastss_ps(dm);
+            // dmin * m_j in lanes 0-7 (the mins are int16 lanes 8-15 of sm), zero above.
+            const __m256i m16 = _mm256_zextsi128_si256(_mm256_extracti128_si256(_mm512_castsi512_si256(sm), 1));
+            mins[j] = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)), _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(m16)));
+            QLIB_UNROLL
+            for (int c = 0; c < 4; ++c) {
+                const __m512i v = _mm512_broadcast_i64x4(load256(x.qs + 32 * c));
+                q[j][c] = _mm512_and_si512(_mm512_srlv_epi16(v, halves), mask);
+                // scale of sub-block 2c in int16 lanes 0-15, of 2c + 1 in lanes 16-31
+                sc[j][c] = _mm512_permutexvar_epi16(_mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * c)),
+                                                                       _mm256_set1_epi16(static_cast<short>(2 * c + 1)), 1),
+                                                    sm);
+            }
+        }
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) {
+            const std::int8_t* y = p.rec.data() + static_cast<std::size_t>((t0 + t) * nb + b) * p.record_bytes;
+            const auto* f = reinterpret_cast<const float*>(y + 256);
+            const __m512 dy = _mm512_set1_ps(f[8]), ms = _mm512_load_ps(f);
+            QLIB_UNROLL
+            for (int j = 0; j < NR; ++j) {
+                __m512i isum = _mm512_setzero_si512();
+                QLIB_UNROLL
+                for (int c = 0; c < 4; ++c)
+                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[j][c], _mm512_load_si512(y + 64 * c)), sc[j][c]);
+                acc[j][t] = _mm512_fnmadd_ps(mins[j], ms, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d[j], dy), acc[j][t]));
+            }
+        }
+    }
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+}
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
 /// q8_0 activations re-laid once per input for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
@@ -1673,6 +1754,10 @@ struct ggml_family {
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>)
                 in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
 #endif
+#ifdef QLIB_GGML_Q4_K_512
+            if constexpr (std::is_same_v<P, detail::ggml_q4_K>)
+                in.form<detail::q8_K_records>(0, [&](auto& p) { detail::lay_out_q8_K_records(a.data(), n * nb, p); });
+#endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
                 in.form<detail::q4_0_octets>(0, [&](auto& p) { detail::lay_out_q4_0_octets(a.data(), n, nb, p); });
@@ -1751,6 +1836,19 @@ struct ggml_family {
                 if (n >= 4) return by_tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 4>{}, token_bytes, tile);
                 return by_tiles(ic{}, std::integral_constant<int, 4>{}, token_bytes, tile);
 #endif
+            }
+#endif
+#ifdef QLIB_GGML_Q4_K_512
+            if constexpr (std::is_same_v<P, detail::ggml_q4_K>) {
+                const auto& recs = in.form<detail::q8_K_records>(0, what);
+                auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
+                                                const block* const* rows, std::int64_t t0, float (*out)[NT]) {
+                    detail::dot_q4_K<NR, NT>(rows, nb, recs, t0, out);
+                };
+                // 1 row x 8 tokens: on 11008 x 4096 weights and 64 tokens 56-68 GMAC/s (2 x 4: 53-59,
+                // 1 x 6 and 1 x 12: 60-64; the 256-bit tile: 43-45).
+                const std::int64_t token_bytes = nb * std::int64_t{detail::q8_K_records::record_bytes};
+                return by_tiles(ic{}, std::integral_constant<int, 8>{}, token_bytes, tile);
             }
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
