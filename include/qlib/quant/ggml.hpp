@@ -9,8 +9,8 @@
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
 // (dot_pairs, or where AVX512-VBMI gathers their bytes, 8 q4_0 / 4 q8_0 blocks per step: dot_steps),
-// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K with 512-bit maddubs and
-// vpdpwssd against aligned activation records (dot_q4_K). Every SIMD kernel
+// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K with 512-bit vpdpbusd, one
+// sub-block per lane pair, against aligned activation records (dot_q4_K). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <array>
@@ -1511,9 +1511,10 @@ void dot_steps(const typename P::block* const* rows, std::int64_t nb, const step
 #endif
 #define QLIB_GGML_Q4_K_512 1
 /// q8_K activations re-laid once per input for dot_q4_K, one 64-byte aligned record per block: its 256
-/// codes (in the block they sit 4 bytes off alignment, so that every 64-byte load split a cache line),
-/// then f32 lanes j < 8: d * (bsums[2j] + bsums[2j+1]) (the block's scale times sub-block j's code sum,
-/// the min term's factor), lane 8: d, lanes 9-15 zero.
+/// codes as four vectors in which bytes [8 b, 8 b + 8) of vector k hold codes [8 k, 8 k + 8) of
+/// sub-block b (so int32 lanes 2b and 2b + 1 belong to sub-block b, the order dot_q4_K unpacks the
+/// weights in), then f32 lanes j < 8: d * (bsums[2j] + bsums[2j+1]) (the block's scale times
+/// sub-block j's code sum, the min term's factor), lane 8: d, lanes 9-15 zero.
 struct q8_K_records {
     static constexpr std::size_t record_bytes = 256 + 64;
     aligned_vector<std::int8_t> rec;  // [n, nb, record_bytes]
@@ -1523,50 +1524,51 @@ inline void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_r
     p.rec.resize(static_cast<std::size_t>(count) * p.record_bytes);
     for (std::int64_t i = 0; i < count; ++i) {
         std::int8_t* r = p.rec.data() + static_cast<std::size_t>(i) * p.record_bytes;
+        for (int k = 0; k < 4; ++k)
+            for (int b = 0; b < 8; ++b) std::memcpy(r + 64 * k + 8 * b, a[i].qs + 32 * b + 8 * k, 8);
         float f[16] = {};
         for (int j = 0; j < 8; ++j) f[j] = a[i].d * static_cast<float>(a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
         f[8] = a[i].d;
-        std::memcpy(r, a[i].qs, 256);
         std::memcpy(r + 256, f, sizeof f);
     }
 }
 
-/// out[j][t] = q4_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Vector c of a
-/// super-block holds sub-blocks 2c (low nibbles of qs[32c, 32c + 32)) and 2c + 1 (their high nibbles)
-/// in its two halves, the order of the activations' 64 codes at 64c: vpmaddubsw pairs them (|.| <=
-/// 2 * 15 * 127) and vpdpwssd applies each half's 6-bit scale as it accumulates, so one conversion,
-/// scale product and FMA serve the super-block, and one more FMA its mins (dmin * m_j against the
-/// sums laid out by lay_out_q8_K_sums). An element's arithmetic depends on neither NR nor NT.
+/// out[j][t] = q4_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Per super-block
+/// and row, vpermt2q puts the 8 qs bytes holding codes [8k, 8k + 8) of sub-blocks 2c and 2c + 1 in
+/// qwords 2c and 2c + 1 of vector k, and a per-qword shift picks the low or high nibbles, so int32 lanes
+/// 2b and 2b + 1 hold sub-block b's codes in all four vectors: four vpdpbusd (codes are unsigned, no
+/// offset) then one conversion, one FMA with the per-lane scale d * sc_b and one with the mins
+/// (dmin * m_b against the sums of lay_out_q8_K_records) serve the super-block. An element's
+/// arithmetic depends on neither NR nor NT.
 template <int NR, int NT>
 void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records& p, std::int64_t t0, float (*out)[NT]) noexcept {
     const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // shift the high half by 4
+    const __m512i nibble = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);  // odd sub-blocks: high nibbles
+    const __m512i pair = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i upper = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
     __m512 acc[NR][NT];
     QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
     for (std::int64_t b = 0; b < nb; ++b) {
-        __m512i q[NR][4], sc[NR][4];
-        __m512 d[NR], mins[NR];
+        __m512i q[NR][4];
+        __m512 sc[NR], mins[NR];
         QLIB_UNROLL
         for (int j = 0; j < NR; ++j) {
             const block_q4_K& x = rows[j][b];
             prefetch_ahead(&x, 1);
             __m128 dm;
-            const __m512i sm = _mm512_castsi256_si512(ggml_q4_K::scales_mins(x, dm));
-            d[j] = _mm512_broadcastss_ps(dm);
-            // dmin * m_j in lanes 0-7 (the mins are int16 lanes 8-15 of sm), zero above.
-            const __m256i m16 = _mm256_zextsi128_si256(_mm256_extracti128_si256(_mm512_castsi512_si256(sm), 1));
-            mins[j] = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)), _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(m16)));
+            const __m512i sm = _mm512_cvtepu16_epi32(ggml_q4_K::scales_mins(x, dm));  // scales 0-7, mins 8-15
+            sc[j] = _mm512_mul_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(pair, sm)));
+            mins[j] = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)),
+                                    _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi32(0x00FF, upper, sm)));
+            const __m512i q0 = _mm512_loadu_si512(x.qs), q1 = _mm512_loadu_si512(x.qs + 64);
             QLIB_UNROLL
-            for (int c = 0; c < 4; ++c) {
-                const __m512i v = _mm512_broadcast_i64x4(load256(x.qs + 32 * c));
-                q[j][c] = _mm512_and_si512(_mm512_srlv_epi16(v, halves), mask);
-                // scale of sub-block 2c in int16 lanes 0-15, of 2c + 1 in lanes 16-31
-                sc[j][c] = _mm512_permutexvar_epi16(_mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * c)),
-                                                                       _mm256_set1_epi16(static_cast<short>(2 * c + 1)), 1),
-                                                    sm);
+            for (int k = 0; k < 4; ++k) {
+                // qword 2c + h <- qword 4c + k of qs (c < 2 in q0, c >= 2 in q1)
+                const __m512i ix = _mm512_set_epi64(12 + k, 12 + k, 8 + k, 8 + k, 4 + k, 4 + k, k, k);
+                q[j][k] = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutex2var_epi64(q0, ix, q1), nibble), mask);
             }
         }
         QLIB_UNROLL
@@ -1578,9 +1580,8 @@ void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records
             for (int j = 0; j < NR; ++j) {
                 __m512i isum = _mm512_setzero_si512();
                 QLIB_UNROLL
-                for (int c = 0; c < 4; ++c)
-                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[j][c], _mm512_load_si512(y + 64 * c)), sc[j][c]);
-                acc[j][t] = _mm512_fnmadd_ps(mins[j], ms, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d[j], dy), acc[j][t]));
+                for (int k = 0; k < 4; ++k) isum = _mm512_dpbusd_epi32(isum, q[j][k], _mm512_load_si512(y + 64 * k));
+                acc[j][t] = _mm512_fnmadd_ps(mins[j], ms, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc[j], dy), acc[j][t]));
             }
         }
     }
@@ -1845,9 +1846,11 @@ struct ggml_family {
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
                     detail::dot_q4_K<NR, NT>(rows, nb, recs, t0, out);
                 };
-                // 1 row x 8 tokens: on 11008 x 4096 weights and 64 tokens 56-68 GMAC/s (2 x 4: 53-59,
-                // 1 x 6 and 1 x 12: 60-64; the 256-bit tile: 43-45).
+                // Prompts: 2 rows x 8 tokens, each activation load serving both rows. On 11008 x 4096
+                // weights and 64 tokens, in runs alternating the binaries: 59-88 GMAC/s, 1 x 8 52-71,
+                // 2 x 6 53-60 (the 256-bit tile: 43-45).
                 const std::int64_t token_bytes = nb * std::int64_t{detail::q8_K_records::record_bytes};
+                if (n >= 4) return by_tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 8>{}, token_bytes, tile);
                 return by_tiles(ic{}, std::integral_constant<int, 8>{}, token_bytes, tile);
             }
 #endif
