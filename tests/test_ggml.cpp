@@ -248,8 +248,9 @@ TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][ke
     // 15 tokens: two whole groups of the step layout's prompt tiles and a partial one.
     constexpr std::int64_t rows = 37, n = 15;
     // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one), 4-block step (three, one)
-    // and 8-block step (seven, one) kernels leave to the block-at-a-time path.
-    for (std::int64_t cols : {512, 480, 544}) {
+    // and 8-block step (seven, one) kernels leave to the block-at-a-time path; 1280: five k-quant
+    // super-blocks.
+    for (std::int64_t cols : {512, 480, 544, 1280}) {
         for (quant_scheme s : ggml_schemes) {
             if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
             INFO(scheme_name(s) << ", " << cols << " columns");

@@ -9,8 +9,8 @@
 // (AVX-512 VNNI vpdpbusd on 256-bit vectors, or AVX2 maddubs+madd) scaled in f32. Block pairs go
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
 // (dot_pairs, or where AVX512-VBMI gathers their bytes, 8 q4_0 / 4 q8_0 blocks per step: dot_steps),
-// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K with 512-bit vpdpbusd, one
-// sub-block per lane pair, against aligned activation records (dot_q4_K). Every SIMD kernel
+// q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K and q6_K with 512-bit vpdpbusd,
+// each sub-block in its own lanes, against aligned activation records (dot_q4_K, dot_q6_K). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <array>
@@ -1510,25 +1510,33 @@ void dot_steps(const typename P::block* const* rows, std::int64_t nb, const step
 }
 #endif
 #define QLIB_GGML_Q4_K_512 1
-/// q8_K activations re-laid once per input for dot_q4_K, one 64-byte aligned record per block: its 256
-/// codes as four vectors in which bytes [8 b, 8 b + 8) of vector k hold codes [8 k, 8 k + 8) of
-/// sub-block b (so int32 lanes 2b and 2b + 1 belong to sub-block b, the order dot_q4_K unpacks the
-/// weights in), then f32 lanes j < 8: d * (bsums[2j] + bsums[2j+1]) (the block's scale times
-/// sub-block j's code sum, the min term's factor), lane 8: d, lanes 9-15 zero.
+/// q8_K activations re-laid once per input for the 512-bit k-quant kernels, one 64-byte aligned record
+/// per block (in the q8_K blocks the codes sit 4 bytes off alignment, and every 64-byte load split a
+/// cache line). The 256 codes go in four vectors where each sub-block of Sub codes (32 for q4_K, 16 for
+/// q6_K) owns Sub / 16 int32 lanes: bytes [E b, E b + E) of vector k, E = Sub / 4, hold codes
+/// [E k, E k + E) of sub-block b, the order the kernels unpack the weights in. Then f32 lane j < 256 /
+/// Sub: d * (sum of sub-block j's codes), the factor of the mins (q4_K) or the code offset (q6_K);
+/// other lanes zero.
+template <int Sub>
 struct q8_K_records {
     static constexpr std::size_t record_bytes = 256 + 64;
     aligned_vector<std::int8_t> rec;  // [n, nb, record_bytes]
 };
 
-inline void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_records& p) {
+template <int Sub>
+void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_records<Sub>& p) {
+    constexpr int E = Sub / 4;
     p.rec.resize(static_cast<std::size_t>(count) * p.record_bytes);
     for (std::int64_t i = 0; i < count; ++i) {
         std::int8_t* r = p.rec.data() + static_cast<std::size_t>(i) * p.record_bytes;
         for (int k = 0; k < 4; ++k)
-            for (int b = 0; b < 8; ++b) std::memcpy(r + 64 * k + 8 * b, a[i].qs + 32 * b + 8 * k, 8);
+            for (int b = 0; b < 256 / Sub; ++b) std::memcpy(r + 64 * k + E * b, a[i].qs + Sub * b + E * k, E);
         float f[16] = {};
-        for (int j = 0; j < 8; ++j) f[j] = a[i].d * static_cast<float>(a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        f[8] = a[i].d;
+        for (int j = 0; j < 256 / Sub; ++j) {
+            int sum = 0;  // bsums hold sums of 16 codes
+            for (int h = 0; h < Sub / 16; ++h) sum += a[i].bsums[Sub / 16 * j + h];
+            f[j] = a[i].d * static_cast<float>(sum);
+        }
         std::memcpy(r + 256, f, sizeof f);
     }
 }
@@ -1538,10 +1546,11 @@ inline void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_r
 /// qwords 2c and 2c + 1 of vector k, and a per-qword shift picks the low or high nibbles, so int32 lanes
 /// 2b and 2b + 1 hold sub-block b's codes in all four vectors: four vpdpbusd (codes are unsigned, no
 /// offset) then one conversion, one FMA with the per-lane scale d * sc_b and one with the mins
-/// (dmin * m_b against the sums of lay_out_q8_K_records) serve the super-block. An element's
+/// (dmin * m_b against the records' code sums) serve the super-block. An element's
 /// arithmetic depends on neither NR nor NT.
 template <int NR, int NT>
-void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records& p, std::int64_t t0, float (*out)[NT]) noexcept {
+void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const block_q8_K* a, const q8_K_records<32>& p, std::int64_t t0,
+              float (*out)[NT]) noexcept {
     const __m512i mask = _mm512_set1_epi8(0x0F);
     const __m512i nibble = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);  // odd sub-blocks: high nibbles
     const __m512i pair = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
@@ -1573,9 +1582,9 @@ void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records
         }
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
-            const std::int8_t* y = p.rec.data() + static_cast<std::size_t>((t0 + t) * nb + b) * p.record_bytes;
-            const auto* f = reinterpret_cast<const float*>(y + 256);
-            const __m512 dy = _mm512_set1_ps(f[8]), ms = _mm512_load_ps(f);
+            const std::int64_t at = (t0 + t) * nb + b;
+            const std::int8_t* y = p.rec.data() + static_cast<std::size_t>(at) * p.record_bytes;
+            const __m512 dy = _mm512_set1_ps(a[at].d), ms = _mm512_load_ps(y + 256);
             QLIB_UNROLL
             for (int j = 0; j < NR; ++j) {
                 __m512i isum = _mm512_setzero_si512();
@@ -1590,6 +1599,76 @@ void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const q8_K_records
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
 }
+
+/// out[j][t] = q6_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Per half of
+/// the super-block, one load of ql and a broadcast of qh give 64 consecutive 6-bit codes per vector
+/// (per-half shifts place qh's bits, as the 256-bit decode does per 32); vpermt2d then gathers codes
+/// [4k, 4k + 4) of every 16-code sub-block into int32 lane b of vector k. Four vpdpbusd on the unsigned
+/// codes, one conversion and one FMA with the per-lane scale d * sc_b serve 256 weights, and one more
+/// FMA takes off the offset (32 * d * sc_b against the records' code sums). An element's arithmetic
+/// depends on neither NR nor NT.
+template <int NR, int NT>
+void dot_q6_K(const block_q6_K* const* rows, std::int64_t nb, const block_q8_K* a, const q8_K_records<16>& p, std::int64_t t0,
+              float (*out)[NT]) noexcept {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+    // codes 0-31 of a group of 64 take qh bits 0-1 (<< 4), codes 32-63 bits 2-3 (<< 2); codes 64-127
+    // bits 4-5 (>> 0) and 6-7 (>> 2).
+    const __m512i up = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512 thirty_two = _mm512_set1_ps(32.0f);
+    __m512 acc[NR][NT];
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
+    for (std::int64_t b = 0; b < nb; ++b) {
+        __m512i q[NR][4];
+        __m512 sc[NR], off[NR];
+        QLIB_UNROLL
+        for (int j = 0; j < NR; ++j) {
+            const block_q6_K& x = rows[j][b];
+            prefetch_ahead(&x, 1);
+            sc[j] = _mm512_mul_ps(_mm512_set1_ps(h2f(x.d)),
+                                  _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)))));
+            off[j] = _mm512_mul_ps(sc[j], thirty_two);
+            __m512i z[4];  // codes [64 i, 64 i + 64)
+            QLIB_UNROLL
+            for (int h = 0; h < 2; ++h) {
+                const __m512i l = _mm512_loadu_si512(x.ql + 64 * h);
+                const __m512i hb = _mm512_broadcast_i64x4(load256(x.qh + 32 * h));
+                z[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, up), m2));
+                z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, down), m2));
+            }
+            QLIB_UNROLL
+            for (int k = 0; k < 4; ++k) {
+                // lane b <- dword 4 (b % 4) + k of z[b / 4]: lanes 0-7 from z0|z1, 8-15 from z2|z3
+                const __m512i ix = _mm512_set_epi32(28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k,
+                                                    28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k);
+                q[j][k] = _mm512_mask_blend_epi32(0xFF00, _mm512_permutex2var_epi32(z[0], ix, z[1]), _mm512_permutex2var_epi32(z[2], ix, z[3]));
+            }
+        }
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) {
+            const std::int64_t at = (t0 + t) * nb + b;
+            const std::int8_t* y = p.rec.data() + static_cast<std::size_t>(at) * p.record_bytes;
+            const __m512 dy = _mm512_set1_ps(a[at].d), sums = _mm512_load_ps(y + 256);
+            QLIB_UNROLL
+            for (int j = 0; j < NR; ++j) {
+                __m512i isum = _mm512_setzero_si512();
+                QLIB_UNROLL
+                for (int k = 0; k < 4; ++k) isum = _mm512_dpbusd_epi32(isum, q[j][k], _mm512_load_si512(y + 64 * k));
+                acc[j][t] = _mm512_fnmadd_ps(off[j], sums, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc[j], dy), acc[j][t]));
+            }
+        }
+    }
+    QLIB_UNROLL
+    for (int j = 0; j < NR; ++j)
+        QLIB_UNROLL
+        for (int t = 0; t < NT; ++t) out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+}
+
+template <class P>
+using records_of = q8_K_records<std::is_same_v<P, ggml_q4_K> ? 32 : 16>;
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
 /// q8_0 activations re-laid once per input for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
@@ -1756,8 +1835,8 @@ struct ggml_family {
                 in.form<detail::q8_0_pairs>(nibbles, [&](auto& p) { detail::lay_out_pairs<nibbles>(a.data(), n, nb, p); });
 #endif
 #ifdef QLIB_GGML_Q4_K_512
-            if constexpr (std::is_same_v<P, detail::ggml_q4_K>)
-                in.form<detail::q8_K_records>(0, [&](auto& p) { detail::lay_out_q8_K_records(a.data(), n * nb, p); });
+            if constexpr (std::is_same_v<P, detail::ggml_q4_K> || std::is_same_v<P, detail::ggml_q6_K>)
+                in.form<detail::records_of<P>>(0, [&](auto& p) { detail::lay_out_q8_K_records(a.data(), n * nb, p); });
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
             if constexpr (std::is_same_v<P, detail::ggml_q4_0>)
@@ -1840,16 +1919,17 @@ struct ggml_family {
             }
 #endif
 #ifdef QLIB_GGML_Q4_K_512
-            if constexpr (std::is_same_v<P, detail::ggml_q4_K>) {
-                const auto& recs = in.form<detail::q8_K_records>(0, what);
+            if constexpr (std::is_same_v<P, detail::ggml_q4_K> || std::is_same_v<P, detail::ggml_q6_K>) {
+                const auto& recs = in.form<detail::records_of<P>>(0, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
-                    detail::dot_q4_K<NR, NT>(rows, nb, recs, t0, out);
+                    if constexpr (std::is_same_v<P, detail::ggml_q4_K>) detail::dot_q4_K<NR, NT>(rows, nb, a, recs, t0, out);
+                    else detail::dot_q6_K<NR, NT>(rows, nb, a, recs, t0, out);
                 };
-                // Prompts: 2 rows x 8 tokens, each activation load serving both rows. On 11008 x 4096
+                // Prompts: 2 rows x 8 tokens, each activation load serving both rows. q4_K on 11008 x 4096
                 // weights and 64 tokens, in runs alternating the binaries: 59-88 GMAC/s, 1 x 8 52-71,
                 // 2 x 6 53-60 (the 256-bit tile: 43-45).
-                const std::int64_t token_bytes = nb * std::int64_t{detail::q8_K_records::record_bytes};
+                const std::int64_t token_bytes = nb * std::int64_t{detail::records_of<P>::record_bytes};
                 if (n >= 4) return by_tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 8>{}, token_bytes, tile);
                 return by_tiles(ic{}, std::integral_constant<int, 8>{}, token_bytes, tile);
             }
