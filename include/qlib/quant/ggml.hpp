@@ -1858,9 +1858,9 @@ struct ggml_family {
             const A* a = in.form<std::vector<A>>(0, what).data();
             // tile(NR, NT, rows, t0, out): out[j][t] for weight rows rows[0, NR) and activation rows
             // [t0, t0 + NT); rows go RT at a time, tokens TT at a time from multiples of TT (the
-            // last n % TT one at a time, after a tile of TT / 2 if TT >= 6). Activation rows go in chunks of about 256 KB (token_bytes each
-            // as the tile reads them), so that a chunk stays in L2 while every weight row of [r0, r1)
-            // passes over it.
+            // last n % TT one at a time, after a tile of TT / 2 if TT >= 6). Activation rows go in
+            // chunks of about 256 KB (token_bytes each as the tile reads them), so that a chunk stays
+            // in L2 while every weight row of [r0, r1) passes over it.
             auto by_tiles = [&]<int RT, int TT>(std::integral_constant<int, RT>, std::integral_constant<int, TT> tt,
                                                 std::int64_t token_bytes, auto tile) {
                 const std::int64_t chunk = std::max<std::int64_t>(TT, (std::int64_t{256} << 10) / token_bytes / TT * TT);
