@@ -245,15 +245,17 @@ TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-
 }
 
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {
-    // 15 tokens: two whole groups of the step layout's prompt tiles and a partial one.
-    constexpr std::int64_t rows = 37, n = 15;
+    constexpr std::int64_t rows = 37;
+    // 15 tokens: two whole groups of the step layout's prompt tiles and a partial one; 5: fewer than a
+    // group (one row at a time), a half tile and a single token for the k-quant tiles of 8.
     // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one), 4-block step (three, one)
     // and 8-block step (seven, one) kernels leave to the block-at-a-time path; 1280: five k-quant
     // super-blocks.
+    for (std::int64_t n : {15, 5})
     for (std::int64_t cols : {512, 480, 544, 1280}) {
         for (quant_scheme s : ggml_schemes) {
             if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;
-            INFO(scheme_name(s) << ", " << cols << " columns");
+            INFO(scheme_name(s) << ", " << cols << " columns, " << n << " tokens");
             const std::vector<float> w = gaussian(rows * cols, 0.02f, 11), x = gaussian(n * cols, 1.0f, 12);
             const quantized_tensor q = quantize(std::span<const float>(w), rows, cols, cfg_of(s));
             const qmatrix_view v = view_of(q);
@@ -341,6 +343,48 @@ TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-step kernels match the sca
 }
 #endif
 
+#ifdef QLIB_GGML_Q4_K_512
+// The 512-bit k-quant tiles against the scalar dot product, with outliers that drive codes and scales
+// to their extremes; a tile's element equals the one-row, one-token result.
+TEMPLATE_TEST_CASE("ggml 512-bit q4_K and q6_K tiles match the scalar dot product", "[ggml][simd]", detail::ggml_q4_K,
+                   detail::ggml_q6_K) {
+    using P = TestType;
+    using block = typename P::block;
+    constexpr int nr = 2, nt = 8;
+    for (std::int64_t nb : {1, 3}) {
+        const std::int64_t cols = 256 * nb;
+        INFO(nb << " super-blocks");
+        std::vector<float> w = gaussian(static_cast<std::size_t>(nr * cols), 0.02f, 31);
+        std::vector<float> x = gaussian(static_cast<std::size_t>(nt * cols), 1.0f, 32);
+        for (std::size_t i = 0; i < w.size(); i += 97) w[i] *= 40.0f;
+        for (std::size_t i = 0; i < x.size(); i += 89) x[i] = -60.0f;
+        std::vector<block> wq(static_cast<std::size_t>(nr * nb));
+        std::vector<block_q8_K> xq(static_cast<std::size_t>(nt * nb));
+        for (int j = 0; j < nr; ++j) P::quantize_ref(w.data() + j * cols, wq.data() + j * nb, cols);
+        quantize_row_q8_K_ref(x.data(), xq.data(), nt * cols);
+        detail::records_of<P> rec;
+        detail::lay_out_q8_K_records(xq.data(), nt * nb, rec);
+        const block* rows[nr] = {wq.data(), wq.data() + nb};
+        auto tile = [&]<int R, int T>(const block* const* r, std::int64_t t0, float (*out)[T]) {
+            if constexpr (std::is_same_v<P, detail::ggml_q4_K>) detail::dot_q4_K<R, T>(r, nb, xq.data(), rec, t0, out);
+            else detail::dot_q6_K<R, T>(r, nb, xq.data(), rec, t0, out);
+        };
+        float out[nr][nt], one[1][1];
+        tile.template operator()<nr, nt>(rows, 0, out);
+        for (int j = 0; j < nr; ++j)
+            for (int t = 0; t < nt; ++t) {
+                const float ref = P::dot_ref(cols, rows[j], xq.data() + t * nb);
+                double scale = 1e-6;  // sum |w_i x_i| bounds the f32 summation error
+                for (std::int64_t c = 0; c < cols; ++c) scale += std::fabs(static_cast<double>(w[j * cols + c]) * x[t * cols + c]);
+                CHECK(std::fabs(out[j][t] - ref) <= 1e-5 * scale);
+            }
+        const block* row1[1] = {rows[1]};
+        tile.template operator()<1, 1>(row1, 5, one);
+        CHECK(one[0][0] == out[1][5]);
+    }
+}
+#endif
+
 TEST_CASE("ggml kernels read misaligned (memory-mapped) blocks and run concurrently", "[ggml][kernels]") {
     constexpr std::int64_t rows = 64, cols = 256;
     const std::vector<float> w = gaussian(rows * cols, 0.02f, 21), x = gaussian(cols, 1.0f, 22);
@@ -359,11 +403,11 @@ TEST_CASE("ggml kernels read misaligned (memory-mapped) blocks and run concurren
         dequantize_rows(mis, 0, rows, d_mis.data());
         CHECK(y == y_mis);
         CHECK(d == d_mis);
-        // Batched: the pair kernels hold two misaligned rows at once (one copy buffer each).
-        const std::vector<float> xs = gaussian(5 * cols, 1.0f, 23);
-        std::vector<float> ym(5 * rows), ym_mis(5 * rows);
-        matmul(v, xs.data(), 5, ym.data(), 0, rows);
-        matmul(mis, xs.data(), 5, ym_mis.data(), 0, rows);
+        // Batched: the prompt tiles hold up to three misaligned rows at once (one copy buffer each).
+        const std::vector<float> xs = gaussian(9 * cols, 1.0f, 23);
+        std::vector<float> ym(9 * rows), ym_mis(9 * rows);
+        matmul(v, xs.data(), 9, ym.data(), 0, rows);
+        matmul(mis, xs.data(), 9, ym_mis.data(), 0, rows);
         CHECK(ym == ym_mis);
         std::thread t1([&] { matvec(mis, x.data(), y_par.data(), 0, rows / 2); });
         std::thread t2([&] { matvec(v, x.data(), y_par.data(), rows / 2, rows); });
