@@ -294,6 +294,21 @@ TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][ke
 }
 
 #ifdef QLIB_GGML_PAIR_KERNELS
+/// out[j][t] (j < r, t < n) of a kernel tile against the scalar block dot product of weight row j and
+/// activation row t (blocks [t * nb, ...) of act), within the f32 summation error of sum |w_i x_i|.
+template <class P, int NT>
+void check_tile(const float (*out)[NT], int r, int n, const typename P::block* const* rows, const typename P::act* act,
+                const std::vector<float>& w, const std::vector<float>& x, std::int64_t cols) {
+    const std::int64_t nb = cols / P::elems;
+    for (int j = 0; j < r; ++j)
+        for (int t = 0; t < n; ++t) {
+            const float ref = P::dot_ref(cols, rows[j], act + t * nb);
+            double scale = 1e-6;
+            for (std::int64_t c = 0; c < cols; ++c) scale += std::fabs(static_cast<double>(w[j * cols + c]) * x[t * cols + c]);
+            CHECK(std::fabs(out[j][t] - ref) <= 1e-5 * scale);
+        }
+}
+
 // The 512-bit row kernels over block pairs and (with AVX512-VBMI) steps of 8 (q4_0) or 4 (q8_0) blocks:
 // the dispatch picks one of them on a given CPU, so both are checked here against the scalar block dot
 // product, tiles included.
@@ -313,15 +328,7 @@ TEMPLATE_TEST_CASE("ggml 512-bit block-pair and block-step kernels match the sca
         for (int t = 0; t < nt; ++t) quantize_row_q8_0_ref(x.data() + t * cols, xq.data() + t * nb, cols);
         const block* rows[nr];
         for (int j = 0; j < nr; ++j) rows[j] = wq.data() + j * nb;
-        auto check = [&](const float (*out)[nt], int r, int n) {
-            for (int j = 0; j < r; ++j)
-                for (int t = 0; t < n; ++t) {
-                    const float ref = P::dot_ref(cols, rows[j], xq.data() + t * nb);
-                    double scale = 1e-6;  // sum |w_i x_i| bounds the f32 summation error
-                    for (std::int64_t c = 0; c < cols; ++c) scale += std::fabs(static_cast<double>(w[j * cols + c]) * x[t * cols + c]);
-                    CHECK(std::fabs(out[j][t] - ref) <= 1e-5 * scale);
-                }
-        };
+        auto check = [&](const float (*out)[nt], int r, int n) { check_tile<P>(out, r, n, rows, xq.data(), w, x, cols); };
         // A tile's element equals the one-row, one-token result (prompts and decoding agree bit for bit).
         const block* row2[1] = {rows[2]};
         float out[nr][nt], one[1][1];
@@ -371,13 +378,7 @@ TEMPLATE_TEST_CASE("ggml 512-bit q4_K and q6_K tiles match the scalar dot produc
         };
         float out[nr][nt], one[1][1];
         tile.template operator()<nr, nt>(rows, 0, out);
-        for (int j = 0; j < nr; ++j)
-            for (int t = 0; t < nt; ++t) {
-                const float ref = P::dot_ref(cols, rows[j], xq.data() + t * nb);
-                double scale = 1e-6;  // sum |w_i x_i| bounds the f32 summation error
-                for (std::int64_t c = 0; c < cols; ++c) scale += std::fabs(static_cast<double>(w[j * cols + c]) * x[t * cols + c]);
-                CHECK(std::fabs(out[j][t] - ref) <= 1e-5 * scale);
-            }
+        check_tile<P>(out, nr, nt, rows, xq.data(), w, x, cols);
         const block* row1[1] = {rows[1]};
         tile.template operator()<1, 1>(row1, 5, one);
         CHECK(one[0][0] == out[1][5]);
