@@ -372,15 +372,11 @@ TEMPLATE_TEST_CASE("ggml 512-bit q4_K and q6_K tiles match the scalar dot produc
         detail::records_of<P> rec;
         detail::lay_out_q8_K_records(xq.data(), nt * nb, rec);
         const block* rows[nr] = {wq.data(), wq.data() + nb};
-        auto tile = [&]<int R, int T>(const block* const* r, std::int64_t t0, float (*out)[T]) {
-            if constexpr (std::is_same_v<P, detail::ggml_q4_K>) detail::dot_q4_K<R, T>(r, nb, xq.data(), rec, t0, out);
-            else detail::dot_q6_K<R, T>(r, nb, xq.data(), rec, t0, out);
-        };
         float out[nr][nt], one[1][1];
-        tile.template operator()<nr, nt>(rows, 0, out);
+        detail::dot_k_quant<P, nr, nt>(rows, nb, xq.data(), rec, 0, out);
         check_tile<P>(out, nr, nt, rows, xq.data(), w, x, cols);
         const block* row1[1] = {rows[1]};
-        tile.template operator()<1, 1>(row1, 5, one);
+        detail::dot_k_quant<P, 1, 1>(row1, nb, xq.data(), rec, 5, one);
         CHECK(one[0][0] == out[1][5]);
     }
 }

@@ -10,7 +10,7 @@
 // through one vector with the activations re-laid to match: q4_0 and q8_0 with 512-bit vpdpbusd
 // (dot_pairs, or where AVX512-VBMI gathers their bytes, 8 q4_0 / 4 q8_0 blocks per step: dot_steps),
 // q4_0 with AVX2 maddubs over 8 blocks at a time (dot_q4_0_octets); q4_K and q6_K with 512-bit vpdpbusd,
-// each sub-block in its own lanes, against aligned activation records (dot_q4_K, dot_q6_K). Every SIMD kernel
+// each sub-block in its own lanes, against aligned activation records (dot_k_quant). Every SIMD kernel
 // has a scalar *_ref twin that tests compare against.
 #include <algorithm>
 #include <array>
@@ -1510,7 +1510,7 @@ void dot_steps(const typename P::block* const* rows, std::int64_t nb, const step
 }
 #endif
 #define QLIB_GGML_Q4_K_512 1
-/// q8_K activations re-laid once per input for the 512-bit k-quant kernels, one 64-byte aligned record
+/// q8_K activations re-laid once per input for the 512-bit k-quant kernel (dot_k_quant), one 64-byte aligned record
 /// per block (in the q8_K blocks the codes sit 4 bytes off alignment, and every 64-byte load split a
 /// cache line). The 256 codes go in four vectors where each sub-block of Sub codes (32 for q4_K, 16 for
 /// q6_K) owns Sub / 16 int32 lanes: bytes [E b, E b + E) of vector k, E = Sub / 4, hold codes
@@ -1541,81 +1541,68 @@ void lay_out_q8_K_records(const block_q8_K* a, std::int64_t count, q8_K_records<
     }
 }
 
-/// out[j][t] = q4_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Per super-block
-/// and row, vpermt2q puts the 8 qs bytes holding codes [8k, 8k + 8) of sub-blocks 2c and 2c + 1 in
-/// qwords 2c and 2c + 1 of vector k, and a per-qword shift picks the low or high nibbles, so int32 lanes
-/// 2b and 2b + 1 hold sub-block b's codes in all four vectors: four vpdpbusd (codes are unsigned, no
-/// offset) then one conversion, one FMA with the per-lane scale d * sc_b and one with the mins
-/// (dmin * m_b against the records' code sums) serve the super-block. An element's
-/// arithmetic depends on neither NR nor NT.
-template <int NR, int NT>
-void dot_q4_K(const block_q4_K* const* rows, std::int64_t nb, const block_q8_K* a, const q8_K_records<32>& p, std::int64_t t0,
-              float (*out)[NT]) noexcept {
-    const __m512i mask = _mm512_set1_epi8(0x0F);
+template <class P>
+using records_of = q8_K_records<std::is_same_v<P, ggml_q4_K> ? 32 : 16>;
+
+/// A q4_K super-block for dot_k_quant: vpermt2q puts the 8 qs bytes holding codes [8k, 8k + 8) of
+/// sub-blocks 2c and 2c + 1 in qwords 2c and 2c + 1 of q[k], and a per-qword shift picks the low or high
+/// nibbles, so int32 lanes 2b and 2b + 1 hold sub-block b's codes (unsigned, no offset); sc = d * sc_b
+/// per lane, corr = dmin * m_b in lanes b < 8 (the mins, against the records' code sums).
+[[gnu::always_inline]] inline void unpack_k_quant(const block_q4_K& x, __m512i (&q)[4], __m512& sc, __m512& corr) noexcept {
     const __m512i nibble = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);  // odd sub-blocks: high nibbles
     const __m512i pair = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i upper = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
-    __m512 acc[NR][NT];
+    __m128 dm;
+    const __m512i sm = _mm512_cvtepu16_epi32(ggml_q4_K::scales_mins(x, dm));  // scales 0-7, mins 8-15
+    sc = _mm512_mul_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(pair, sm)));
+    corr = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)), _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi32(0x00FF, upper, sm)));
+    const __m512i q0 = _mm512_loadu_si512(x.qs), q1 = _mm512_loadu_si512(x.qs + 64);
     QLIB_UNROLL
-    for (int j = 0; j < NR; ++j)
-        QLIB_UNROLL
-        for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
-    for (std::int64_t b = 0; b < nb; ++b) {
-        __m512i q[NR][4];
-        __m512 sc[NR], mins[NR];
-        QLIB_UNROLL
-        for (int j = 0; j < NR; ++j) {
-            const block_q4_K& x = rows[j][b];
-            prefetch_ahead(&x, 1);
-            __m128 dm;
-            const __m512i sm = _mm512_cvtepu16_epi32(ggml_q4_K::scales_mins(x, dm));  // scales 0-7, mins 8-15
-            sc[j] = _mm512_mul_ps(_mm512_broadcastss_ps(dm), _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(pair, sm)));
-            mins[j] = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)),
-                                    _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi32(0x00FF, upper, sm)));
-            const __m512i q0 = _mm512_loadu_si512(x.qs), q1 = _mm512_loadu_si512(x.qs + 64);
-            QLIB_UNROLL
-            for (int k = 0; k < 4; ++k) {
-                // qword 2c + h <- qword 4c + k of qs (c < 2 in q0, c >= 2 in q1)
-                const __m512i ix = _mm512_set_epi64(12 + k, 12 + k, 8 + k, 8 + k, 4 + k, 4 + k, k, k);
-                q[j][k] = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutex2var_epi64(q0, ix, q1), nibble), mask);
-            }
-        }
-        QLIB_UNROLL
-        for (int t = 0; t < NT; ++t) {
-            const std::int64_t at = (t0 + t) * nb + b;
-            const std::int8_t* y = p.rec.data() + static_cast<std::size_t>(at) * p.record_bytes;
-            const __m512 dy = _mm512_set1_ps(a[at].d), ms = _mm512_load_ps(y + 256);
-            QLIB_UNROLL
-            for (int j = 0; j < NR; ++j) {
-                __m512i isum = _mm512_setzero_si512();
-                QLIB_UNROLL
-                for (int k = 0; k < 4; ++k) isum = _mm512_dpbusd_epi32(isum, q[j][k], _mm512_load_si512(y + 64 * k));
-                acc[j][t] = _mm512_fnmadd_ps(mins[j], ms, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc[j], dy), acc[j][t]));
-            }
-        }
+    for (int k = 0; k < 4; ++k) {
+        // qword 2c + h <- qword 4c + k of qs (c < 2 in q0, c >= 2 in q1)
+        const __m512i ix = _mm512_set_epi64(12 + k, 12 + k, 8 + k, 8 + k, 4 + k, 4 + k, k, k);
+        q[k] = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutex2var_epi64(q0, ix, q1), nibble), _mm512_set1_epi8(0x0F));
     }
-    QLIB_UNROLL
-    for (int j = 0; j < NR; ++j)
-        QLIB_UNROLL
-        for (int t = 0; t < NT; ++t) out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
 }
 
-/// out[j][t] = q6_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Per half of
-/// the super-block, one load of ql and a broadcast of qh give 64 consecutive 6-bit codes per vector
-/// (per-half shifts place qh's bits, as the 256-bit decode does per 32); vpermt2d then gathers codes
-/// [4k, 4k + 4) of every 16-code sub-block into int32 lane b of vector k. Four vpdpbusd on the unsigned
-/// codes, one conversion and one FMA with the per-lane scale d * sc_b serve 256 weights, and one more
-/// FMA takes off the offset (32 * d * sc_b against the records' code sums). An element's arithmetic
-/// depends on neither NR nor NT.
-template <int NR, int NT>
-void dot_q6_K(const block_q6_K* const* rows, std::int64_t nb, const block_q8_K* a, const q8_K_records<16>& p, std::int64_t t0,
-              float (*out)[NT]) noexcept {
+/// A q6_K super-block for dot_k_quant: per half, one load of ql and a broadcast of qh give 64
+/// consecutive 6-bit codes per vector (per-half shifts place qh's bits, as the 256-bit decode does per
+/// 32); vpermt2d then gathers codes [4k, 4k + 4) of every 16-code sub-block into int32 lane b of q[k].
+/// sc = d * sc_b per lane, corr = 32 * sc (the code offset, against the records' code sums).
+[[gnu::always_inline]] inline void unpack_k_quant(const block_q6_K& x, __m512i (&q)[4], __m512& sc, __m512& corr) noexcept {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
     // codes 0-31 of a group of 64 take qh bits 0-1 (<< 4), codes 32-63 bits 2-3 (<< 2); codes 64-127
     // bits 4-5 (>> 0) and 6-7 (>> 2).
     const __m512i up = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512 thirty_two = _mm512_set1_ps(32.0f);
+    sc = _mm512_mul_ps(_mm512_set1_ps(h2f(x.d)),
+                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)))));
+    corr = _mm512_mul_ps(sc, _mm512_set1_ps(32.0f));
+    __m512i z[4];  // codes [64 i, 64 i + 64)
+    QLIB_UNROLL
+    for (int h = 0; h < 2; ++h) {
+        const __m512i l = _mm512_loadu_si512(x.ql + 64 * h);
+        const __m512i hb = _mm512_broadcast_i64x4(load256(x.qh + 32 * h));
+        z[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, up), m2));
+        z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, down), m2));
+    }
+    QLIB_UNROLL
+    for (int k = 0; k < 4; ++k) {
+        // lane b <- dword 4 (b % 4) + k of z[b / 4]: lanes 0-7 from z0|z1, 8-15 from z2|z3
+        const __m512i ix = _mm512_set_epi32(28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k,
+                                            28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k);
+        q[k] = _mm512_mask_blend_epi32(0xFF00, _mm512_permutex2var_epi32(z[0], ix, z[1]), _mm512_permutex2var_epi32(z[2], ix, z[3]));
+    }
+}
+
+/// out[j][t] = q4_K or q6_K weight row j (of NR) . q8_K activation row t0 + t (of NT), 512-bit. Each
+/// super-block and row unpacks (unpack_k_quant) to four code vectors whose int32 lanes each belong to
+/// one sub-block, in the lane order of the records: four vpdpbusd, one conversion and one FMA with the
+/// per-lane scale serve 256 weights, and one more FMA the mins (q4_K) or code offset (q6_K). An
+/// element's arithmetic depends on neither NR nor NT.
+template <class P, int NR, int NT>
+void dot_k_quant(const typename P::block* const* rows, std::int64_t nb, const block_q8_K* a, const records_of<P>& p,
+                 std::int64_t t0, float (*out)[NT]) noexcept {
     __m512 acc[NR][NT];
     QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
@@ -1623,29 +1610,11 @@ void dot_q6_K(const block_q6_K* const* rows, std::int64_t nb, const block_q8_K* 
         for (int t = 0; t < NT; ++t) acc[j][t] = _mm512_setzero_ps();
     for (std::int64_t b = 0; b < nb; ++b) {
         __m512i q[NR][4];
-        __m512 sc[NR], off[NR];
+        __m512 sc[NR], corr[NR];
         QLIB_UNROLL
         for (int j = 0; j < NR; ++j) {
-            const block_q6_K& x = rows[j][b];
-            prefetch_ahead(&x, 1);
-            sc[j] = _mm512_mul_ps(_mm512_set1_ps(h2f(x.d)),
-                                  _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)))));
-            off[j] = _mm512_mul_ps(sc[j], thirty_two);
-            __m512i z[4];  // codes [64 i, 64 i + 64)
-            QLIB_UNROLL
-            for (int h = 0; h < 2; ++h) {
-                const __m512i l = _mm512_loadu_si512(x.ql + 64 * h);
-                const __m512i hb = _mm512_broadcast_i64x4(load256(x.qh + 32 * h));
-                z[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, up), m2));
-                z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, down), m2));
-            }
-            QLIB_UNROLL
-            for (int k = 0; k < 4; ++k) {
-                // lane b <- dword 4 (b % 4) + k of z[b / 4]: lanes 0-7 from z0|z1, 8-15 from z2|z3
-                const __m512i ix = _mm512_set_epi32(28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k,
-                                                    28 + k, 24 + k, 20 + k, 16 + k, 12 + k, 8 + k, 4 + k, k);
-                q[j][k] = _mm512_mask_blend_epi32(0xFF00, _mm512_permutex2var_epi32(z[0], ix, z[1]), _mm512_permutex2var_epi32(z[2], ix, z[3]));
-            }
+            prefetch_ahead(&rows[j][b], 1);
+            unpack_k_quant(rows[j][b], q[j], sc[j], corr[j]);
         }
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) {
@@ -1657,7 +1626,7 @@ void dot_q6_K(const block_q6_K* const* rows, std::int64_t nb, const block_q8_K* 
                 __m512i isum = _mm512_setzero_si512();
                 QLIB_UNROLL
                 for (int k = 0; k < 4; ++k) isum = _mm512_dpbusd_epi32(isum, q[j][k], _mm512_load_si512(y + 64 * k));
-                acc[j][t] = _mm512_fnmadd_ps(off[j], sums, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc[j], dy), acc[j][t]));
+                acc[j][t] = _mm512_fnmadd_ps(corr[j], sums, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc[j], dy), acc[j][t]));
             }
         }
     }
@@ -1666,9 +1635,6 @@ void dot_q6_K(const block_q6_K* const* rows, std::int64_t nb, const block_q8_K* 
         QLIB_UNROLL
         for (int t = 0; t < NT; ++t) out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
 }
-
-template <class P>
-using records_of = q8_K_records<std::is_same_v<P, ggml_q4_K> ? 32 : 16>;
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
 /// q8_0 activations re-laid once per input for the AVX2 q4_0 tiles, which take 8 weight blocks per step.
@@ -1923,8 +1889,7 @@ struct ggml_family {
                 const auto& recs = in.form<detail::records_of<P>>(0, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
                                                 const block* const* rows, std::int64_t t0, float (*out)[NT]) {
-                    if constexpr (std::is_same_v<P, detail::ggml_q4_K>) detail::dot_q4_K<NR, NT>(rows, nb, a, recs, t0, out);
-                    else detail::dot_q6_K<NR, NT>(rows, nb, a, recs, t0, out);
+                    detail::dot_k_quant<P, NR, NT>(rows, nb, a, recs, t0, out);
                 };
                 // Prompts: 2 rows x 8 tokens, each activation load serving both rows. q4_K on 11008 x 4096
                 // weights and 64 tokens, in runs alternating the binaries: 59-88 GMAC/s, 1 x 8 52-71,
