@@ -220,13 +220,13 @@ TEST_CASE("float-weight prompts (panels) equal their tokens one at a time, bit f
         for (std::int64_t cols : {1, 17, 512, 1100})  // 1: no vector columns at all
             for (std::int64_t n : {4, 5, 67}) {
                 INFO(dtype_name(t) << " cols " << cols << " tokens " << n);
-                const std::int64_t rows = 83, r0 = 3;  // [3, 83): a full row group and a partial one
+                const std::int64_t rows = 83, r0 = 3;  // [3, 83): a full row group, a partial one, single rows
                 std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(n * cols));
                 for (auto& v : w) v = d(rng);
                 for (auto& v : x) v = d(rng);
                 const auto m = misaligned_float(w, rows, cols, t);
                 const qmatrix_view& v = m.view;
-                for (std::int64_t r1 : {rows, rows - 5, r0 + 7}) {  // 80 rows (AVX-512: 64 + 16), 75, 7
+                for (std::int64_t r1 : {rows, rows - 5, r0 + 7}) {  // 80 rows (AVX-512: 48 + 30 + 2), 75, 7
                     std::vector<float> ym(static_cast<std::size_t>(n * rows), -1.0f), y1(static_cast<std::size_t>(rows));
                     matmul(v, x.data(), n, ym.data(), r0, r1);
                     for (std::int64_t k = 0; k < n; ++k) {
