@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -146,17 +147,53 @@ TEST_CASE("config.json: llama3 rope scaling, quantization overrides, hostile val
 }
 
 TEST_CASE("SIMD helpers match their scalar references", "[model][ops]") {
-    std::vector<float> a(131), b(131), y1(131, 0.5f), y2(131, 0.5f);
+    namespace ops = qlib::ops;
+    std::vector<float> a(131), b(131);
     for (std::size_t i = 0; i < a.size(); ++i) {
         a[i] = std::sin(0.37f * static_cast<float>(i));
         b[i] = std::cos(0.11f * static_cast<float>(i)) - 0.2f;
     }
     for (std::size_t n : {0u, 1u, 7u, 16u, 33u, 64u, 131u}) {
-        CHECK(qlib::ops::dot(a.data(), b.data(), n) == Approx(qlib::ops::dot_ref(a.data(), b.data(), n)).margin(1e-5));
-        qlib::ops::axpy(0.75f, a.data(), y1.data(), n);
-        qlib::ops::axpy_ref(0.75f, a.data(), y2.data(), n);
-        for (std::size_t i = 0; i < n; ++i) REQUIRE(y1[i] == Approx(y2[i]).margin(1e-6));
+        INFO("n " << n);
+        CHECK(ops::dot(a.data(), b.data(), n) == Approx(ops::dot_ref(a.data(), b.data(), n)).margin(1e-5));
+        std::vector<float> g1(n), g2(n), s1(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n));
+        for (std::size_t i = 0; i < n; ++i) g1[i] = g2[i] = 12.0f * b[i];  // silu's saturated tails too
+        ops::swiglu(g1.data(), a.data(), n);
+        ops::swiglu_ref(g2.data(), a.data(), n);
+        for (std::size_t i = 0; i < n; ++i) REQUIRE(g1[i] == Approx(g2[i]).epsilon(1e-6).margin(1e-7));
+        std::vector<float> g3(n);  // in two pieces (a token at a time): the same bits
+        for (std::size_t i = 0; i < n; ++i) g3[i] = 12.0f * b[i];
+        const std::size_t half = n / 3;
+        ops::swiglu(g3.data(), a.data(), half);
+        ops::swiglu(g3.data() + half, a.data() + half, n - half);
+        CHECK(g3 == g1);
+        if (n == 0) continue;
+        auto s2 = s1;
+        for (auto& v : s1) v *= 30.0f;
+        for (auto& v : s2) v *= 30.0f;
+        ops::softmax(s1.data(), n);
+        ops::softmax_ref(s2.data(), n);
+        for (std::size_t i = 0; i < n; ++i) REQUIRE(s1[i] == Approx(s2[i]).epsilon(1e-5).margin(1e-9));
     }
+    // Attention over len keys of hd values in rows of a wider cache (the stride of all KV heads).
+    std::mt19937 rng(5);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (std::size_t hd : {64u, 128u, 80u, 13u})
+        for (std::size_t len : {1u, 15u, 16u, 37u, 200u}) {
+            INFO("hd " << hd << " len " << len);
+            const std::size_t stride = 3 * hd + 5;
+            std::vector<float> q(hd), kv(len * stride), p(len);
+            for (auto& v : q) v = d(rng);
+            for (auto& v : kv) v = d(rng);
+            for (auto& v : p) v = std::abs(d(rng));
+            std::vector<float> s1(len), s2(len), o1(hd, -1.0f), o2(hd, -2.0f);
+            ops::attention_scores(q.data(), kv.data() + 1, stride, len, hd, 0.125f, s1.data());
+            ops::attention_scores_ref(q.data(), kv.data() + 1, stride, len, hd, 0.125f, s2.data());
+            for (std::size_t i = 0; i < len; ++i) REQUIRE(s1[i] == Approx(s2[i]).margin(1e-5));
+            ops::weighted_sum(p.data(), kv.data() + 2, stride, len, hd, o1.data());
+            ops::weighted_sum_ref(p.data(), kv.data() + 2, stride, len, hd, o2.data());
+            for (std::size_t c = 0; c < hd; ++c) REQUIRE(o1[c] == Approx(o2[c]).epsilon(1e-5).margin(1e-4));
+        }
 }
 
 TEST_CASE("spin_pool covers every index once, rethrows, and survives many calls", "[model][pool]") {

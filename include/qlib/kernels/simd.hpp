@@ -3,6 +3,7 @@
 // flags), unaligned loads of f16/bf16 weights widened to f32, batch f32 -> f16/bf16 narrowing that is
 // bit-identical to qlib's scalar conversions, and horizontal sums. Inputs may come straight from a
 // memory-mapped file, so every load here is unaligned and narrow types are passed as bytes.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -167,6 +168,39 @@ inline constexpr std::size_t fwidth = fbatch::size;
     float m = t[0];
     for (std::size_t i = 1; i < fwidth; ++i) m = t[i] < m ? t[i] : m;
     return m;
+}
+
+#if defined(__AVX512F__)
+/// Lane i of the result = op-reduction of v[i]'s lanes (16 vectors): a transposing tree of 45
+/// permutes/ops instead of 16 separate horizontal reductions.
+template <class Op>
+[[nodiscard]] inline __m512 reduce16(__m512* v, Op op) noexcept {
+    // Level l pairs vectors holding 2^l groups x w lanes each into one of 2^(l+1) groups x w/2.
+    alignas(64) static constexpr auto idx = [] {
+        std::array<std::array<std::int32_t, 16>, 8> t{};
+        for (int l = 0, w = 8; l < 4; ++l, w /= 2)
+            for (int j = 0; j < 16; ++j) t[2 * l][j] = j / w * 2 * w + j % w, t[2 * l + 1][j] = t[2 * l][j] + w;
+        return t;
+    }();
+    for (int l = 0, n = 16; l < 4; ++l, n /= 2) {
+        const __m512i il = _mm512_load_si512(idx[2 * l].data()), ih = _mm512_load_si512(idx[2 * l + 1].data());
+        for (int k = 0; k < n / 2; ++k)
+            v[k] = op(_mm512_permutex2var_ps(v[2 * k], il, v[2 * k + 1]), _mm512_permutex2var_ps(v[2 * k], ih, v[2 * k + 1]));
+    }
+    return v[0];
+}
+#endif
+
+/// Lane i of the result = the sum of v[i]'s lanes, for fwidth vectors v (v is overwritten).
+[[nodiscard]] inline fbatch reduce_add_each(fbatch* v) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) {  // xsimd 8.1's haddp puts 512-bit lanes out of order
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) r[i] = v[i];
+        return reduce16(r, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
+    }
+#endif
+    return xsimd::haddp(v);
 }
 
 /// Stores fwidth int32 lanes (each in [-128, 255]) as bytes.

@@ -11,7 +11,10 @@
 #include <span>
 #include <vector>
 
+#include "qlib/kernels/simd.hpp"
 #include "qlib/llm/config.hpp"
+
+QLIB_SIMD_DIAGNOSTICS_BEGIN
 
 namespace qlib::ops {
 
@@ -37,18 +40,92 @@ namespace qlib::ops {
     return s;
 }
 
-inline void axpy_ref(float a, const float* x, float* y, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
+/// s[i] = scale * (q . k_i) for the len keys k_i = k + i * stride of hd values each.
+inline void attention_scores_ref(const float* q, const float* k, std::size_t stride, std::size_t len, std::size_t hd,
+                                 float scale, float* s) noexcept {
+    for (std::size_t i = 0; i < len; ++i) s[i] = dot_ref(q, k + i * stride, hd) * scale;
 }
 
-/// y += a * x.
-inline void axpy(float a, const float* x, float* y, std::size_t n) noexcept {
+/// attention_scores_ref a vector of keys at a time: the keys' lane sums reduced together by one
+/// transposing tree instead of one horizontal sum per key (which cost more than the key's FMAs).
+inline void attention_scores(const float* q, const float* k, std::size_t stride, std::size_t len, std::size_t hd,
+                             float scale, float* s) noexcept {
     using batch = xsimd::batch<float>;
     constexpr std::size_t w = batch::size;
-    const batch va(a);
     std::size_t i = 0;
-    for (; i + w <= n; i += w) xsimd::fma(va, batch::load_unaligned(x + i), batch::load_unaligned(y + i)).store_unaligned(y + i);
-    for (; i < n; ++i) y[i] += a * x[i];
+    if (hd % w == 0)
+        for (; i + w <= len; i += w) {
+            batch row[w];
+            for (std::size_t j = 0; j < w; ++j) {
+                const float* kj = k + (i + j) * stride;
+                batch acc = batch::load_unaligned(q) * batch::load_unaligned(kj);
+                for (std::size_t c = w; c < hd; c += w) acc = xsimd::fma(batch::load_unaligned(q + c), batch::load_unaligned(kj + c), acc);
+                row[j] = acc;
+            }
+            (kernels::reduce_add_each(row) * batch(scale)).store_unaligned(s + i);
+        }
+    for (; i < len; ++i) s[i] = dot(q, k + i * stride, hd) * scale;
+}
+
+/// out = sum_i p[i] * v_i for the len rows v_i = v + i * stride of hd values each.
+inline void weighted_sum_ref(const float* p, const float* v, std::size_t stride, std::size_t len, std::size_t hd,
+                             float* out) noexcept {
+    std::fill_n(out, hd, 0.0f);
+    for (std::size_t i = 0; i < len; ++i)
+        for (std::size_t c = 0; c < hd; ++c) out[c] += p[i] * v[i * stride + c];
+}
+
+namespace detail {
+/// out[0, NV vectors) of weighted_sum, held in registers across all rows.
+template <std::size_t NV>
+void weighted_sum_vectors(const float* p, const float* v, std::size_t stride, std::size_t len, float* out) noexcept {
+    using batch = xsimd::batch<float>;
+    constexpr std::size_t w = batch::size;
+    batch acc[NV];
+    for (auto& a : acc) a = batch(0.0f);
+    for (std::size_t i = 0; i < len; ++i) {
+        const batch pi(p[i]);
+        for (std::size_t j = 0; j < NV; ++j) acc[j] = xsimd::fma(pi, batch::load_unaligned(v + i * stride + j * w), acc[j]);
+    }
+    for (std::size_t j = 0; j < NV; ++j) acc[j].store_unaligned(out + j * w);
+}
+}  // namespace detail
+
+/// weighted_sum_ref four vectors of out at a time, kept in registers rather than loaded and stored
+/// for every row.
+inline void weighted_sum(const float* p, const float* v, std::size_t stride, std::size_t len, std::size_t hd,
+                         float* out) noexcept {
+    constexpr std::size_t w = xsimd::batch<float>::size;
+    std::size_t c = 0;
+    for (; c + 4 * w <= hd; c += 4 * w) detail::weighted_sum_vectors<4>(p, v + c, stride, len, out + c);
+    for (; c + w <= hd; c += w) detail::weighted_sum_vectors<1>(p, v + c, stride, len, out + c);
+    for (; c < hd; ++c) {
+        float sum = 0.0f;
+        for (std::size_t i = 0; i < len; ++i) sum += p[i] * v[i * stride + c];
+        out[c] = sum;
+    }
+}
+
+/// gate[i] = silu(gate[i]) * up[i], the SwiGLU of the feed-forward block.
+inline void swiglu_ref(float* gate, const float* up, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+/// swiglu_ref with xsimd's vector exp (a scalar std::exp per element was ~4% of a prompt). The tail
+/// goes through the same vector code, so an element's result does not depend on its position (a
+/// batch of tokens and the same tokens one at a time agree bit for bit).
+inline void swiglu(float* gate, const float* up, std::size_t n) noexcept {
+    using batch = xsimd::batch<float>;
+    constexpr std::size_t w = batch::size;
+    auto one = [](batch g, batch u) { return g / (batch(1.0f) + xsimd::exp(-g)) * u; };
+    std::size_t i = 0;
+    for (; i + w <= n; i += w) one(batch::load_unaligned(gate + i), batch::load_unaligned(up + i)).store_unaligned(gate + i);
+    if (i == n) return;
+    alignas(64) float g[w] = {}, u[w] = {};
+    std::copy(gate + i, gate + n, g);
+    std::copy(up + i, up + n, u);
+    one(batch::load_aligned(g), batch::load_aligned(u)).store_aligned(g);
+    std::copy_n(g, n - i, gate + i);
 }
 
 /// out = x / sqrt(mean(x^2) + eps) * w (sum of squares in double: the norm must not depend on n).
@@ -60,7 +137,7 @@ inline void rms_norm(const float* x, const float* w, float* out, std::size_t n, 
 }
 
 /// In-place softmax of x[0, n).
-inline void softmax(float* x, std::size_t n) noexcept {
+inline void softmax_ref(float* x, std::size_t n) noexcept {
     const float m = *std::max_element(x, x + n);
     double sum = 0;
     for (std::size_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - m);
@@ -68,7 +145,28 @@ inline void softmax(float* x, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-[[nodiscard]] inline float silu(float x) noexcept { return x / (1.0f + std::exp(-x)); }
+/// softmax_ref with xsimd's vector exp and the sum in vector lanes.
+inline void softmax(float* x, std::size_t n) noexcept {
+    using batch = xsimd::batch<float>;
+    constexpr std::size_t w = batch::size;
+    if (n < w) return softmax_ref(x, n);
+    const std::size_t nv = n - n % w;
+    batch mv = batch::load_unaligned(x);
+    for (std::size_t i = w; i < nv; i += w) mv = xsimd::max(mv, batch::load_unaligned(x + i));
+    float m = kernels::reduce_max(mv);
+    for (std::size_t i = nv; i < n; ++i) m = std::max(m, x[i]);
+    batch sv(0.0f);
+    for (std::size_t i = 0; i < nv; i += w) {
+        const batch e = xsimd::exp(batch::load_unaligned(x + i) - batch(m));
+        e.store_unaligned(x + i);
+        sv += e;
+    }
+    float sum = kernels::reduce_add(sv);
+    for (std::size_t i = nv; i < n; ++i) sum += x[i] = std::exp(x[i] - m);
+    const float inv = 1.0f / sum;
+    for (std::size_t i = 0; i < nv; i += w) (batch::load_unaligned(x + i) * batch(inv)).store_unaligned(x + i);
+    for (std::size_t i = nv; i < n; ++i) x[i] *= inv;
+}
 
 /// cos/sin of every (position, frequency) pair, with the config's frequency scaling.
 class rope_table {
@@ -131,3 +229,4 @@ private:
 };
 
 }  // namespace qlib::ops
+QLIB_SIMD_DIAGNOSTICS_END

@@ -159,7 +159,7 @@ private:
 
             for (std::size_t t = 0; t < N; ++t) ops::rms_norm(&x_[t * D], L.ffn_norm.data(), &xb_[t * D], D, eps);
             linears({{&L.gate, gate_.data()}, {&L.up, up_.data()}}, xb_.data(), n);
-            for (std::size_t i = 0; i < N * F; ++i) gate_[i] = ops::silu(gate_[i]) * up_[i];
+            ops::swiglu(gate_.data(), up_.data(), N * F);
             linears({{&L.down, tmp_.data()}}, gate_.data(), n);
             for (std::size_t i = 0; i < N * D; ++i) x_[i] += tmp_[i];
         }
@@ -187,14 +187,10 @@ private:
                 const std::int64_t pos = pos_ + static_cast<std::int64_t>(t);
                 const std::int64_t start = std::max<std::int64_t>(0, pos - window + 1);
                 const std::size_t len = static_cast<std::size_t>(pos - start + 1);
-                const float* q = &q_[t * QD + h * hd];
-                for (std::size_t i = 0; i < len; ++i)
-                    s[i] = ops::dot(q, kc + (static_cast<std::size_t>(start) + i) * KD + kvh * hd, hd) * scale;
+                const std::size_t first = static_cast<std::size_t>(start) * KD + kvh * hd;
+                ops::attention_scores(&q_[t * QD + h * hd], kc + first, KD, len, hd, scale, s);
                 ops::softmax(s, len);
-                float* out = &att_[t * QD + h * hd];
-                std::fill_n(out, hd, 0.f);
-                for (std::size_t i = 0; i < len; ++i)
-                    ops::axpy(s[i], vc + (static_cast<std::size_t>(start) + i) * KD + kvh * hd, out, hd);
+                ops::weighted_sum(s, vc + first, KD, len, hd, &att_[t * QD + h * hd]);
             }
         });
     }

@@ -133,26 +133,6 @@ struct affine_kernels {
     }
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-    /// Lane i of the result = op-reduction of v[i] (16 vectors, one per group): a transposing tree
-    /// of 45 permutes/ops instead of 16 separate horizontal reductions.
-    template <class Op>
-    static __m512 reduce16(__m512* v, Op op) noexcept {
-        // Level l pairs vectors holding 2^l groups x w lanes each into one of 2^(l+1) groups x w/2.
-        alignas(64) static constexpr auto idx = [] {
-            std::array<std::array<std::int32_t, 16>, 8> t{};
-            for (int l = 0, w = 8; l < 4; ++l, w /= 2)
-                for (int j = 0; j < 16; ++j) t[2 * l][j] = j / w * 2 * w + j % w, t[2 * l + 1][j] = t[2 * l][j] + w;
-            return t;
-        }();
-        for (int l = 0, n = 16; l < 4; ++l, n /= 2) {
-            const __m512i il = _mm512_load_si512(idx[2 * l].data()), ih = _mm512_load_si512(idx[2 * l + 1].data());
-            for (int k = 0; k < n / 2; ++k)
-                v[k] = op(_mm512_permutex2var_ps(v[2 * k], il, v[2 * k + 1]),
-                          _mm512_permutex2var_ps(v[2 * k], ih, v[2 * k + 1]));
-        }
-        return v[0];
-    }
-
     /// affine_group_params for 16 groups at once (same IEEE operations, so bit-identical).
     static void group_params16(__m512 lo, __m512 hi, __m512& scale, __m512& bias) noexcept {
         const __mmask16 min_edge = _mm512_cmp_ps_mask(_mm512_abs_ps(lo), _mm512_abs_ps(hi), _CMP_GT_OQ);
@@ -195,8 +175,8 @@ struct affine_kernels {
             }
             if (bad) return false;
             __m512 s, b;
-            group_params16(reduce16(lo, [](__m512 a, __m512 c) { return _mm512_min_ps(a, c); }),
-                           reduce16(hi, [](__m512 a, __m512 c) { return _mm512_max_ps(a, c); }), s, b);
+            group_params16(kernels::reduce16(lo, [](__m512 a, __m512 c) { return _mm512_min_ps(a, c); }),
+                           kernels::reduce16(hi, [](__m512 a, __m512 c) { return _mm512_max_ps(a, c); }), s, b);
             _mm512_store_ps(sc, s);
             _mm512_store_ps(bi, b);
             const __m512 top = _mm512_set1_ps(static_cast<float>(Spec::max_q));
