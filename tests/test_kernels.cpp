@@ -145,6 +145,46 @@ TEMPLATE_TEST_CASE_SIG("unpack64 equals the bit-stream reference (full and half 
 }
 #endif
 
+TEST_CASE("lane sums of many vectors at once: each vector's own horizontal sum") {
+    std::mt19937 rng(21);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    using kernels::fbatch, kernels::fwidth;
+    alignas(64) float lanes[fwidth * fwidth];
+    for (auto& v : lanes) v = d(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 40) - 20));  // rounding matters
+    fbatch v[fwidth];
+    for (std::size_t i = 0; i < fwidth; ++i) v[i] = fbatch::load_aligned(lanes + i * fwidth);
+    alignas(64) float each[fwidth];
+    kernels::reduce_add_each(v).store_aligned(each);
+    for (std::size_t i = 0; i < fwidth; ++i) {
+        double ref = 0;
+        for (std::size_t k = 0; k < fwidth; ++k) ref += lanes[i * fwidth + k];
+        REQUIRE(each[i] == Approx(ref).margin(1e-5 * std::abs(ref) + 1e-30));
+#if defined(__AVX512F__)
+        CHECK(std::bit_cast<std::uint32_t>(each[i]) ==
+              std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(_mm512_load_ps(lanes + i * fwidth))));
+#endif
+    }
+#if defined(__AVX512F__)
+    // Tiles of 1, 9, 18 and 35 accumulators: the same bits as one reduction per vector.
+    auto check = [&]<int N>(std::integral_constant<int, N>) {
+        __m512 acc[N];
+        for (auto& a : acc) {
+            alignas(64) float t[16];
+            for (auto& x : t) x = d(rng) * 1e3f;
+            a = _mm512_load_ps(t);
+        }
+        float out[N];
+        kernels::reduce_add_lanes(acc, out);
+        for (int i = 0; i < N; ++i)
+            REQUIRE(std::bit_cast<std::uint32_t>(out[i]) == std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(acc[i])));
+    };
+    check(std::integral_constant<int, 1>{});
+    check(std::integral_constant<int, 9>{});
+    check(std::integral_constant<int, 18>{});
+    check(std::integral_constant<int, 35>{});
+#endif
+}
+
 TEST_CASE("int8 activation quantization: SIMD equals the scalar reference; codes within half a step") {
     std::mt19937 rng(3);
     std::normal_distribution<float> d(0.0f, 2.0f);
