@@ -246,12 +246,13 @@ TEST_CASE("SIMD q4_K quantizer is byte-identical to the reference on varied sub-
 
 TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][kernels]") {
     constexpr std::int64_t rows = 37;
-    // 15 tokens: two whole groups of the step layout's prompt tiles and a partial one; 5: fewer than a
-    // group (one row at a time), a half tile and a single token for the k-quant tiles of 8.
+    // 15, 14, 10 and 7 tokens: whole groups of the step layout's prompt tiles of 6 and a rest of 3, 2, 4
+    // or 1 (half tiles and single tokens); 5: fewer than a group (one row at a time), a half tile and a
+    // single token for the k-quant tiles of 8.
     // 480 and 544 columns: 15 and 17 blocks, the last blocks the pair (one), 4-block step (three, one)
     // and 8-block step (seven, one) kernels leave to the block-at-a-time path; 1280: five k-quant
     // super-blocks.
-    for (std::int64_t n : {15, 5})
+    for (std::int64_t n : {15, 14, 10, 7, 5})
     for (std::int64_t cols : {512, 480, 544, 1280}) {
         for (quant_scheme s : ggml_schemes) {
             if (cols % 256 != 0 && (s == quant_scheme::q4_k || s == quant_scheme::q6_k)) continue;

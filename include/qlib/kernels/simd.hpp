@@ -189,12 +189,10 @@ template <class Op>
     }
     return v[0];
 }
-#endif
 
-#if defined(__AVX512F__)
-/// out[i] = _mm512_reduce_add_ps(v[i]) for n vectors, bit for bit (reduce16 pairs the lanes in the same
-/// order), through reduce16 for every 6 or more of them: a tile's accumulators cost 45 permutes/adds per
-/// 16 instead of 8 shuffles/adds each.
+/// out[i] = _mm512_reduce_add_ps(v[i]) for the N vectors, bit for bit (reduce16 pairs the lanes in the
+/// same order), through reduce16 for every 6 or more of them: a tile's accumulators cost 45
+/// permutes/adds per 16 instead of 8 shuffles/adds each.
 template <int N>
 inline void reduce_add_lanes(const __m512 (&v)[N], float* out) noexcept {
     int i = 0;
@@ -209,8 +207,8 @@ inline void reduce_add_lanes(const __m512 (&v)[N], float* out) noexcept {
 }
 #endif
 
-/// Lane i of the result = the sum of v[i]'s lanes, for fwidth vectors v (v is overwritten).
-[[nodiscard]] inline fbatch reduce_add_each(fbatch* v) noexcept {
+/// Lane i of the result = the sum of v[i]'s lanes, for fwidth vectors v.
+[[nodiscard]] inline fbatch reduce_add_each(const fbatch* v) noexcept {
 #if defined(__AVX512F__)
     if constexpr (fwidth == 16) {  // xsimd 8.1's haddp puts 512-bit lanes out of order
         __m512 r[16];
