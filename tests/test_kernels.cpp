@@ -148,40 +148,56 @@ TEMPLATE_TEST_CASE_SIG("unpack64 equals the bit-stream reference (full and half 
 TEST_CASE("lane sums of many vectors at once: each vector's own horizontal sum") {
     std::mt19937 rng(21);
     std::normal_distribution<float> d(0.0f, 1.0f);
+    // Mixed magnitudes, signed zeros, infinities and cancelling pairs: rounding and order matter.
+    auto value = [&] {
+        switch (rng() % 8) {
+            case 0: return -0.0f;
+            case 1: return (rng() % 2 ? 1.0f : -1.0f) * std::numeric_limits<float>::infinity() * static_cast<float>(rng() % 50 == 0);
+            case 2: return 3e38f * (rng() % 2 ? 1.0f : -1.0f);
+            default: return d(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 60) - 30));
+        }
+    };
     using kernels::fbatch, kernels::fwidth;
-    alignas(64) float lanes[fwidth * fwidth];
-    for (auto& v : lanes) v = d(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 40) - 20));  // rounding matters
-    fbatch v[fwidth];
-    for (std::size_t i = 0; i < fwidth; ++i) v[i] = fbatch::load_aligned(lanes + i * fwidth);
-    alignas(64) float each[fwidth];
-    kernels::reduce_add_each(v).store_aligned(each);
-    for (std::size_t i = 0; i < fwidth; ++i) {
-        double ref = 0;
-        for (std::size_t k = 0; k < fwidth; ++k) ref += lanes[i * fwidth + k];
-        REQUIRE(each[i] == Approx(ref).margin(1e-5 * std::abs(ref) + 1e-30));
+    for (int rep = 0; rep < 20; ++rep) {
+        alignas(64) float lanes[fwidth * fwidth];
+        for (auto& v : lanes) v = d(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 40) - 20));
+        fbatch v[fwidth];
+        for (std::size_t i = 0; i < fwidth; ++i) v[i] = fbatch::load_aligned(lanes + i * fwidth);
+        alignas(64) float each[fwidth];
+        kernels::reduce_add_each(v).store_aligned(each);
+        for (std::size_t i = 0; i < fwidth; ++i) {
+            double ref = 0, mag = 0;
+            for (std::size_t k = 0; k < fwidth; ++k) ref += lanes[i * fwidth + k], mag += std::abs(lanes[i * fwidth + k]);
+            REQUIRE(std::abs(each[i] - ref) <= 1e-6 * mag);
 #if defined(__AVX512F__)
-        CHECK(std::bit_cast<std::uint32_t>(each[i]) ==
-              std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(_mm512_load_ps(lanes + i * fwidth))));
+            CHECK(std::bit_cast<std::uint32_t>(each[i]) ==
+                  std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(_mm512_load_ps(lanes + i * fwidth))));
 #endif
+        }
     }
 #if defined(__AVX512F__)
-    // Tiles of 1, 9, 18 and 35 accumulators: the same bits as one reduction per vector.
+    // Tiles of 1 to 38 accumulators (whole and padded trees, single rests): the same bits as one
+    // reduction per vector (NaNs from inf - inf compared as NaN: their payloads may differ).
     auto check = [&]<int N>(std::integral_constant<int, N>) {
-        __m512 acc[N];
-        for (auto& a : acc) {
-            alignas(64) float t[16];
-            for (auto& x : t) x = d(rng) * 1e3f;
-            a = _mm512_load_ps(t);
+        for (int rep = 0; rep < 50; ++rep) {
+            __m512 acc[N];
+            for (auto& a : acc) {
+                alignas(64) float t[16];
+                for (auto& x : t) x = value();
+                a = _mm512_load_ps(t);
+            }
+            float out[N];
+            kernels::reduce_add_lanes(acc, out);
+            for (int i = 0; i < N; ++i) {
+                const float ref = _mm512_reduce_add_ps(acc[i]);
+                if (std::isnan(ref)) REQUIRE(std::isnan(out[i]));
+                else REQUIRE(std::bit_cast<std::uint32_t>(out[i]) == std::bit_cast<std::uint32_t>(ref));
+            }
         }
-        float out[N];
-        kernels::reduce_add_lanes(acc, out);
-        for (int i = 0; i < N; ++i)
-            REQUIRE(std::bit_cast<std::uint32_t>(out[i]) == std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(acc[i])));
     };
-    check(std::integral_constant<int, 1>{});
-    check(std::integral_constant<int, 9>{});
-    check(std::integral_constant<int, 18>{});
-    check(std::integral_constant<int, 35>{});
+    [&]<int... N>(std::integer_sequence<int, N...>) {
+        (check(std::integral_constant<int, N + 1>{}), ...);
+    }(std::make_integer_sequence<int, 38>{});
 #endif
 }
 
@@ -279,6 +295,42 @@ TEST_CASE("float-weight prompts (panels) equal their tokens one at a time, bit f
                     }
                 }
             }
+}
+
+TEST_CASE("float panels read only the rows of their range and equal the row-at-a-time products") {
+    // Rows in separate buffers, so that a row (or a prefetched panel) outside [r0, r1) is noticed.
+    std::mt19937 rng(12);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    struct matrix {
+        std::int64_t rows, cols;
+    };
+    for (std::int64_t cols : {16, 529})
+        for (std::int64_t n : {4, 7, 66}) {
+            const matrix m{100, cols};
+            std::vector<std::vector<float>> w(static_cast<std::size_t>(m.rows));
+            for (auto& row : w) {
+                row.resize(static_cast<std::size_t>(cols));
+                for (auto& v : row) v = d(rng);
+            }
+            std::vector<float> x(static_cast<std::size_t>(n * cols));
+            for (auto& v : x) v = d(rng);
+            for (std::int64_t r0 : {0, 5})
+                for (std::int64_t r1 : {r0 + 1, r0 + 6, r0 + 53, m.rows}) {
+                    INFO("cols " << cols << " tokens " << n << " rows [" << r0 << ", " << r1 << ")");
+                    bool outside = false;
+                    auto row = [&](std::int64_t r) {
+                        outside |= r < r0 || r >= r1;
+                        return reinterpret_cast<const std::byte*>(w[static_cast<std::size_t>(r)].data());
+                    };
+                    std::vector<float> y(static_cast<std::size_t>(n * m.rows), -1.0f), y1(y.size(), -1.0f);
+                    detail::matmul_by_panels<dtype::f32>(m, x.data(), n, y.data(), r0, r1, row);
+                    CHECK_FALSE(outside);
+                    for (std::int64_t t = 0; t < n; ++t)
+                        detail::matmul_by_rows<dtype::f32>(m, x.data() + t * cols, 1, y1.data() + t * m.rows, r0, r1,
+                                                           [&](std::int64_t r, float*) { return row(r); });
+                    CHECK(y == y1);
+                }
+        }
 }
 
 TEST_CASE("a prepared input serves several matrices and threads with the results of per-call preparation") {

@@ -129,7 +129,7 @@ public:
     panel_prefetch(Row* row, std::int64_t r, std::size_t offset, std::size_t bytes, std::int64_t steps) noexcept {
         if (!row || steps <= 0) return;
         for (int i = 0; i < R; ++i) rows_[i] = reinterpret_cast<const char*>((*row)(r + i)) + offset;
-        lines_per_row_ = static_cast<std::int64_t>((bytes + 63) / 64);
+        lines_per_row_ = static_cast<std::int64_t>((bytes + 63) / 64 + 1);  // + 1: pieces off a line boundary
         per_step_ = (R * lines_per_row_ + steps - 1) / steps;
     }
     void next() noexcept {
@@ -173,7 +173,8 @@ void matmul_by_panels(const Matrix& m, const float* x, std::int64_t n, float* y,
             const std::int64_t kc = std::min(panel_cols, cvec - c0);
             for (std::int64_t t = 0; t < nb; ++t) std::copy_n(xb + t * cols + c0, kc, xp + c0 * nb + t * kc);
         }
-        // Rows [g0, g1) in blocks of RR rows: R-row blocks, then the range's last rows one at a time.
+        // Rows [g0, g1) in blocks of RR rows: R-row blocks, then the range's last rows one at a time;
+        // the next panel is prefetched only if its RR rows lie below `end` (rfull for R-row blocks).
         auto group = [&]<int RR>(std::int64_t g0, std::int64_t g1, std::int64_t end) {
             const std::int64_t blocks = (g1 - g0) / RR;
             std::fill_n(acc, blocks * nb * RR * W, 0.0f);

@@ -190,8 +190,8 @@ template <class Op>
     return v[0];
 }
 
-/// out[i] = _mm512_reduce_add_ps(v[i]) for the N vectors, bit for bit (reduce16 pairs the lanes in the
-/// same order), through reduce16 for every 6 or more of them: a tile's accumulators cost 45
+/// out[i] = _mm512_reduce_add_ps(v[i]) for the N vectors, bit for bit but for NaN payloads (reduce16
+/// pairs the lanes in the same order), through reduce16 for every 6 or more of them: a tile's accumulators cost 45
 /// permutes/adds per 16 instead of 8 shuffles/adds each.
 template <int N>
 inline void reduce_add_lanes(const __m512 (&v)[N], float* out) noexcept {
@@ -204,6 +204,18 @@ inline void reduce_add_lanes(const __m512 (&v)[N], float* out) noexcept {
         for (int k = 0; k < 16 && i + k < N; ++k) out[i + k] = s[k];
     }
     for (; i < N; ++i) out[i] = _mm512_reduce_add_ps(v[i]);
+}
+
+/// out[j][t] = the lanes of acc[j][t] summed, for a tile's R x T accumulators (as reduce_add_lanes).
+template <int R, int T>
+inline void reduce_add_lanes(const __m512 (&acc)[R][T], float (*out)[T]) noexcept {
+    __m512 flat[R * T];
+    float sums[R * T];
+    for (int j = 0; j < R; ++j)
+        for (int t = 0; t < T; ++t) flat[j * T + t] = acc[j][t];
+    reduce_add_lanes(flat, sums);
+    for (int j = 0; j < R; ++j)
+        for (int t = 0; t < T; ++t) out[j][t] = sums[j * T + t];
 }
 #endif
 

@@ -1,7 +1,7 @@
 #pragma once
 // The small per-token operations of the forward pass (the mat-vecs are the quant kernels'): RMSNorm,
-// rotary embeddings, softmax and the attention dot products. Each SIMD routine has a scalar
-// reference (`*_ref`) that the tests compare it with.
+// rotary embeddings, attention (scores, softmax, weighted sum of values) and SwiGLU. Each SIMD routine
+// has a scalar reference (`*_ref`) that the tests compare it with.
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
@@ -53,7 +53,7 @@ inline void attention_scores(const float* q, const float* k, std::size_t stride,
     using batch = xsimd::batch<float>;
     constexpr std::size_t w = batch::size;
     std::size_t i = 0;
-    if (hd % w == 0)
+    if (hd != 0 && hd % w == 0)
         for (; i + w <= len; i += w) {
             batch row[w];
             for (std::size_t j = 0; j < w; ++j) {
@@ -138,6 +138,7 @@ inline void rms_norm(const float* x, const float* w, float* out, std::size_t n, 
 
 /// In-place softmax of x[0, n).
 inline void softmax_ref(float* x, std::size_t n) noexcept {
+    if (n == 0) return;
     const float m = *std::max_element(x, x + n);
     double sum = 0;
     for (std::size_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - m);

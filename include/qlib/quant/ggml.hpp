@@ -1281,24 +1281,13 @@ void lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_pa
     }
 }
 
-/// out[j][t] = the lanes of acc[j][t] summed (kernels::reduce_add_lanes: the same sum whatever the tile).
-template <int NR, int NT>
-void lane_sums(const __m512 (&acc)[NR][NT], float (*out)[NT]) noexcept {
-    __m512 flat[NR * NT];
-    float sums[NR * NT];
-    for (int j = 0; j < NR; ++j)
-        for (int t = 0; t < NT; ++t) flat[j * NT + t] = acc[j][t];
-    kernels::reduce_add_lanes(flat, sums);
-    for (int j = 0; j < NR; ++j)
-        for (int t = 0; t < NT; ++t) out[j][t] = sums[j * NT + t];
-}
-
-/// out[j][t] = the lanes of acc[j][t] summed, plus the blocks [first, nb) the multi-block step left,
+/// out[j][t] = the lanes of acc[j][t] summed (the same sum whatever the tile), plus the blocks [first, nb)
+/// the multi-block step left,
 /// one at a time against the q8_0 activation blocks a [n, nb].
 template <class P, int NR, int NT>
 void reduce_tile(const __m512 (&acc)[NR][NT], const typename P::block* const* rows, std::int64_t first, std::int64_t nb,
                  const block_q8_0* a, std::int64_t t0, float (*out)[NT]) noexcept {
-    lane_sums(acc, out);
+    kernels::reduce_add_lanes(acc, out);
     QLIB_UNROLL
     for (int j = 0; j < NR; ++j)
         QLIB_UNROLL
@@ -1642,7 +1631,7 @@ void dot_k_quant(const typename P::block* const* rows, std::int64_t nb, const bl
             }
         }
     }
-    lane_sums(acc, out);
+    kernels::reduce_add_lanes(acc, out);
 }
 #elif defined(__AVX2__) && defined(__F16C__)  // every AVX2 CPU has F16C, but -mavx2 alone does not enable it
 #define QLIB_GGML_Q4_0_OCTETS_256 1
