@@ -7,6 +7,8 @@
 // data; offsets are relative to the first byte after the header. Only the header is read at open (the
 // tensor bytes stay untouched in the mapping), and it is validated as strictly as the reference Rust
 // implementation: the data region must be tiled exactly, without gap, overlap or trailing bytes.
+#include "qlib/kernels/diagnostics.hpp"  // before simdjson: it includes the intrinsics headers
+
 #include <simdjson.h>
 
 #include <algorithm>

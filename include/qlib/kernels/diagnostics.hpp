@@ -13,3 +13,13 @@
 #define QLIB_SIMD_DIAGNOSTICS_BEGIN
 #define QLIB_SIMD_DIAGNOSTICS_END
 #endif
+
+// The x86 intrinsics headers are included here, inside the same suppression: at -O1 (sanitizer builds)
+// GCC keeps xsimd's math functions (exp) out of line, and their false positives are then reported at
+// the intrinsics' own lines, whose diagnostic state is the one of the first inclusion. Headers that
+// include xsimd or simdjson (which includes the intrinsics too) include this header first.
+#if defined(__x86_64__) || defined(__i386__)
+QLIB_SIMD_DIAGNOSTICS_BEGIN
+#include <immintrin.h>
+QLIB_SIMD_DIAGNOSTICS_END
+#endif

@@ -8,14 +8,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "qlib/kernels/diagnostics.hpp"  // before xsimd: it includes the intrinsics headers
+
 #include <xsimd/xsimd.hpp>
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "qlib/core/dtype.hpp"
 #include "qlib/core/float_convert.hpp"
-#include "qlib/kernels/diagnostics.hpp"
 
 // Complete unrolling of a kernel loop with a compile-time trip count (tokens of a tile, sub-blocks of a
 // block), so that arrays of vectors indexed by it stay in registers. GCC does this by itself at -O3

@@ -2,6 +2,8 @@
 // A decoder-only transformer's config.json (Hugging Face layout, plus MLX's "quantization" object
 // that qlib-convert writes): the shapes, the RoPE variant and how each linear layer is stored.
 // Every value is validated here, before any allocation is sized from it.
+#include "qlib/kernels/diagnostics.hpp"  // before simdjson: it includes the intrinsics headers
+
 #include <simdjson.h>
 
 #include <cmath>

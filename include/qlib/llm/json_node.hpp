@@ -1,6 +1,8 @@
 #pragma once
 // A checked view of a simdjson DOM element that knows its file and JSON path, so every structural
 // error in a hostile config names both ("[qlib.tokenizer] tokenizer.json: $.model.vocab: expected object").
+#include "qlib/kernels/diagnostics.hpp"  // before simdjson: it includes the intrinsics headers
+
 #include <simdjson.h>
 
 #include <cstdint>

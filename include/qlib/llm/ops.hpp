@@ -2,8 +2,6 @@
 // The small per-token operations of the forward pass (the mat-vecs are the quant kernels'): RMSNorm,
 // rotary embeddings, attention (scores, softmax, weighted sum of values) and SwiGLU. Each SIMD routine
 // has a scalar reference (`*_ref`) that the tests compare it with.
-#include <xsimd/xsimd.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstddef>

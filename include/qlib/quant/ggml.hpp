@@ -26,10 +26,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
 #include "qlib/core/aligned.hpp"
 #include "qlib/core/error.hpp"
 #include "qlib/core/float_convert.hpp"
