@@ -189,8 +189,8 @@ template <class Op>
 }
 
 /// out[i] = _mm512_reduce_add_ps(v[i]) for the N vectors, bit for bit but for NaN payloads (reduce16
-/// pairs the lanes in the same order), through reduce16 for every 6 or more of them: a tile's accumulators cost 45
-/// permutes/adds per 16 instead of 8 shuffles/adds each.
+/// pairs the lanes in the same order), through reduce16 for every 6 or more of them: a tile's
+/// accumulators cost 45 permutes/adds per 16 instead of 8 shuffles/adds each.
 template <int N>
 inline void reduce_add_lanes(const __m512 (&v)[N], float* out) noexcept {
     int i = 0;

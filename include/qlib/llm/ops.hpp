@@ -57,7 +57,8 @@ inline void attention_scores(const float* q, const float* k, std::size_t stride,
             for (std::size_t j = 0; j < w; ++j) {
                 const float* kj = k + (i + j) * stride;
                 batch acc = batch::load_unaligned(q) * batch::load_unaligned(kj);
-                for (std::size_t c = w; c < hd; c += w) acc = xsimd::fma(batch::load_unaligned(q + c), batch::load_unaligned(kj + c), acc);
+                for (std::size_t c = w; c < hd; c += w)
+                    acc = xsimd::fma(batch::load_unaligned(q + c), batch::load_unaligned(kj + c), acc);
                 row[j] = acc;
             }
             (kernels::reduce_add_each(row) * batch(scale)).store_unaligned(s + i);
@@ -83,7 +84,8 @@ void weighted_sum_vectors(const float* p, const float* v, std::size_t stride, st
     for (auto& a : acc) a = batch(0.0f);
     for (std::size_t i = 0; i < len; ++i) {
         const batch pi(p[i]);
-        for (std::size_t j = 0; j < NV; ++j) acc[j] = xsimd::fma(pi, batch::load_unaligned(v + i * stride + j * w), acc[j]);
+        for (std::size_t j = 0; j < NV; ++j)
+            acc[j] = xsimd::fma(pi, batch::load_unaligned(v + i * stride + j * w), acc[j]);
     }
     for (std::size_t j = 0; j < NV; ++j) acc[j].store_unaligned(out + j * w);
 }
@@ -117,7 +119,8 @@ inline void swiglu(float* gate, const float* up, std::size_t n) noexcept {
     constexpr std::size_t w = batch::size;
     auto one = [](batch g, batch u) { return g / (batch(1.0f) + xsimd::exp(-g)) * u; };
     std::size_t i = 0;
-    for (; i + w <= n; i += w) one(batch::load_unaligned(gate + i), batch::load_unaligned(up + i)).store_unaligned(gate + i);
+    for (; i + w <= n; i += w)
+        one(batch::load_unaligned(gate + i), batch::load_unaligned(up + i)).store_unaligned(gate + i);
     if (i == n) return;
     alignas(64) float g[w] = {}, u[w] = {};
     std::copy(gate + i, gate + n, g);

@@ -1277,9 +1277,8 @@ void lay_out_pairs(const block_q8_0* a, std::int64_t n, std::int64_t nb, q8_0_pa
     }
 }
 
-/// out[j][t] = the lanes of acc[j][t] summed (the same sum whatever the tile), plus the blocks [first, nb)
-/// the multi-block step left,
-/// one at a time against the q8_0 activation blocks a [n, nb].
+/// out[j][t] = the lanes of acc[j][t] summed (the same sum whatever the tile), plus the blocks
+/// [first, nb) the multi-block step left, one at a time against the q8_0 activation blocks a [n, nb].
 template <class P, int NR, int NT>
 void reduce_tile(const __m512 (&acc)[NR][NT], const typename P::block* const* rows, std::int64_t first, std::int64_t nb,
                  const block_q8_0* a, std::int64_t t0, float (*out)[NT]) noexcept {
