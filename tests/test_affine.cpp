@@ -151,7 +151,7 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
                         REQUIRE(std::abs(w[r * cols + c] - d1[r * cols + c]) <= affine_error_bound(sc));
                     }
             // Float path: SIMD close to the double-accumulated reference.
-            constexpr std::int64_t nt = 6;  // tokens: a full 4-token tile and a remainder
+            constexpr std::int64_t nt = 7;  // tokens: full tiles (of 2, 4 or 6) and a remainder
             const auto x = gaussian(static_cast<std::size_t>(cols * nt), 1.0f, 7);
             std::vector<float> y1(rows), y2(rows), ym(rows * nt), y8(rows), ym8(rows * nt), yq(rows * nt);
             K::matvec_ref(v, x.data(), y1.data(), 0, rows);
@@ -185,6 +185,13 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
                         CHECK(std::abs(y1[r] - y2[r]) <= 1e-5 * mag + 1e-6);
                         CHECK(std::abs(y8[r] - (K::has_int8_kernels ? yq[r] : y2[r])) <= 1e-5 * mag + 1e-6);
                     }
+                }
+            // The int8 kernels give a batch's tokens what they give each token alone, bit for bit.
+            if constexpr (K::has_int8_kernels)
+                for (std::int64_t t = 0; t < nt; ++t) {
+                    std::vector<float> yt(rows);
+                    matvec(v, x.data() + t * cols, yt.data(), 0, rows);
+                    CHECK(std::memcmp(yt.data(), ym8.data() + t * rows, yt.size() * 4) == 0);
                 }
             // A sub-range of rows touches only those outputs.
             if (rows > 1) {

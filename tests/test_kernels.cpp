@@ -226,6 +226,56 @@ TEST_CASE("int8 activation quantization: SIMD equals the scalar reference; codes
         }
 }
 
+/// The packed orders as q8_activation documents them: int32 lane l of every vector of chunk c sums
+/// the values [chunk * c + l * lane_values, +lane_values), each once, each with its block's scale;
+/// padding is zero. The SIMD build equals the reference.
+template <int Bits, int Chunk>
+void check_packed_order(std::int64_t cols, std::int64_t block) {
+    INFO("bits " << Bits << " chunk " << Chunk << " cols " << cols << " block " << block);
+    kernels::q8_activation a;
+    a.resize(2, cols, block);
+    for (std::int64_t t = 0; t < 2; ++t) {
+        for (std::int64_t v = 0; v < cols; ++v) a.q[static_cast<std::size_t>(t * a.stride + v)] = static_cast<std::int8_t>(1 + (v + t) % 120);
+        for (std::int64_t k = 0; k < cols / block; ++k) a.d[static_cast<std::size_t>(t * a.nblocks + k)] = static_cast<float>(k + 1);
+    }
+    kernels::q8_activation r = a;
+    kernels::build_packed_order<Bits, Chunk>(a);
+    kernels::build_packed_order_ref<Bits, Chunk>(r);
+    REQUIRE(a.qp == r.qp);  // SIMD == reference
+    REQUIRE(a.lane_dp == r.lane_dp);
+    REQUIRE(a.chunk == Chunk);
+    REQUIRE(a.stridep % Chunk == 0);
+    const std::int64_t lanes = Chunk / a.lane_values;
+    for (std::int64_t t = 0; t < 2; ++t)
+        for (std::int64_t c = 0; c < a.stridep / Chunk; ++c) {
+            // Every value of the chunk appears once, in the int32 lane that owns it (lanes of vectors
+            // of 4 * lanes bytes); the codes of a lane's values differ, so a code names its value.
+            std::vector<int> seen(static_cast<std::size_t>(Chunk), 0);
+            for (std::int64_t p = 0; p < Chunk; ++p) {
+                const std::int64_t lane = p % (4 * lanes) / 4;
+                const std::int8_t code = a.codes_packed(t)[Chunk * c + p];
+                for (std::int64_t v = Chunk * c + lane * a.lane_values; v < Chunk * c + (lane + 1) * a.lane_values; ++v)
+                    if (v < cols && code == static_cast<std::int8_t>(1 + (v + t) % 120)) ++seen[static_cast<std::size_t>(v - Chunk * c)];
+            }
+            for (std::int64_t v = Chunk * c; v < Chunk * (c + 1); ++v)
+                REQUIRE(seen[static_cast<std::size_t>(v - Chunk * c)] == (v < cols ? 1 : 0));
+            for (std::int64_t l = 0; l < lanes; ++l) {
+                const std::int64_t v = Chunk * c + l * a.lane_values;
+                CHECK(a.lane_scales_packed(t)[lanes * c + l] == (v < cols ? static_cast<float>(v / block + 1) : 0.0f));
+            }
+        }
+}
+
+TEST_CASE("packed activation orders: each int32 lane sums its own values once, with their scale") {
+    for (std::int64_t block : {32, 64, 128})
+        for (std::int64_t cols : {block, 5 * block, 4096 + block, std::int64_t{896}}) {
+            if (cols % block != 0) continue;
+            check_packed_order<4, 128>(cols, block);
+            check_packed_order<2, 128>(cols, block);
+            check_packed_order<4, 256>(cols, block);
+        }
+}
+
 TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alignment and length") {
     std::mt19937 rng(9);
     std::normal_distribution<float> d(0.0f, 1.0f);

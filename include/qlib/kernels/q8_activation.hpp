@@ -6,6 +6,7 @@
 // Rows are padded with zero codes to a multiple of 64 values, the unit the weight kernels consume,
 // so a 32-value tail multiplies by zeros.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -30,15 +31,20 @@ struct q8_activation {
     /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
     aligned_vector<float> lane_d;
 
-    /// Optional second order for 4-bit and 2-bit weights (build_packed_order), so the weights need no
-    /// shuffle: each 128-value chunk as the codes the packed bytes of its weights hold at one bit position.
-    /// 4-bit: its 64 even positions, then its 64 odd ones (the low and high nibbles of the chunk's 64
-    /// bytes). 2-bit: four runs of 32, run k holding values 4i + k (the crumbs at bit 2k of its 32 bytes).
-    /// lane_dp [n, stridep/128 * 128/lane_values]: lane l of chunk c holds d of the block containing
-    /// value 128c + l * lane_values, the values vpdpbusd / vpmaddwd sum into int32 lane l.
+    /// Optional second order for 4-bit and 2-bit weights (build_packed_order), so the weights need
+    /// (almost) no shuffle. 128-value chunks, each as the codes the packed bytes of its weights hold at
+    /// one bit position: 4-bit, its 64 even positions, then its 64 odd ones (the low and high nibbles of
+    /// the chunk's 64 bytes); 2-bit, four runs of 32, run k holding values 4i + k (the crumbs at bit 2k
+    /// of its 32 bytes). 4-bit in 256-value chunks (the 512-bit kernels, which gather the even and the
+    /// odd dwords of the chunk's 128 bytes into two vectors): four runs of 64, run 2h + f holding at byte
+    /// 4l + c value 16l + 8h + 2c + f (nibble f of byte c of dword 2l + h), so int32 lane l of every run
+    /// belongs to values [16l, 16l + 16).
+    /// lane_dp [n, stridep / lane_values]: lane l of chunk c holds d of the block containing value
+    /// chunk * c + l * lane_values, the values vpdpbusd / vpmaddwd sum into int32 lane l.
     int packed_bits = 0;           // 4 or 2 when built
-    std::int64_t stridep = 0;      // cols rounded up to 128; 0 when not built
-    std::int64_t lane_values = 0;  // 8 (4-bit) or 16 (2-bit)
+    std::int64_t chunk = 0;        // 128 or 256 values
+    std::int64_t stridep = 0;      // cols rounded up to the chunk; 0 when not built
+    std::int64_t lane_values = 0;  // 8 (4-bit, 128), 16 (2-bit, or 4-bit 256)
     aligned_vector<std::int8_t> qp;  // [n, stridep]
     aligned_vector<float> lane_dp;
 
@@ -59,7 +65,7 @@ struct q8_activation {
         q.assign(static_cast<std::size_t>(n * stride), 0);
         d.assign(static_cast<std::size_t>(n * nblocks), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
-        packed_bits = 0, stridep = 0, lane_values = 0;
+        packed_bits = 0, chunk = 0, stridep = 0, lane_values = 0;
     }
 };
 
@@ -141,34 +147,89 @@ inline void quantize_activation(const float* x, std::int64_t n, std::int64_t col
     detail::quantize_activation_impl<false>(x, n, cols, block, a);
 }
 
-/// Adds the packed order of 4-bit or 2-bit weights (q8_activation::qp, lane_dp) to quantized
-/// activations. O(n*cols), small next to any product it serves.
-template <int Bits>
-void build_packed_order(q8_activation& a) {
-    static_assert(Bits == 4 || Bits == 2, "build_packed_order: 4-bit (nibble) or 2-bit (crumb) codes");
+namespace detail {
+
+/// The value at position p of a packed-order chunk (see q8_activation).
+template <int Bits, int Chunk>
+constexpr std::int64_t packed_value_at(std::int64_t p) noexcept {
+    static_assert(((Bits == 4 || Bits == 2) && Chunk == 128) || (Bits == 4 && Chunk == 256),
+                  "packed order: 4-bit (nibble) or 2-bit (crumb) codes in 128-value chunks, or 4-bit in 256");
+    if constexpr (Chunk == 256) {
+        const std::int64_t run = p / 64, l = p % 64 / 4, c = p % 4;
+        return 16 * l + 8 * (run / 2) + 2 * c + run % 2;
+    } else {
+        constexpr std::int64_t per = 8 / Bits, run_len = 128 / per;  // run p / run_len, byte p % run_len
+        return per * (p % run_len) + p / run_len;
+    }
+}
+
+#if defined(__AVX512VBMI__)
+/// A whole 256-value chunk in the 4-bit packed order: run r takes its lanes 0-7 from values [0, 128)
+/// and 8-15 from [128, 256) at the same offsets, so one vpermt2b of each half and a blend.
+inline void pack_chunk256(const std::int8_t* src, std::int8_t* dst) noexcept {
+    alignas(64) static constexpr auto index = [] {
+        std::array<std::array<std::uint8_t, 64>, 4> ix{};
+        for (int p = 0; p < 256; ++p) ix[p / 64][p % 64] = static_cast<std::uint8_t>(packed_value_at<4, 256>(p) % 128);
+        return ix;
+    }();
+    const __m512i v0 = _mm512_loadu_si512(src), v1 = _mm512_loadu_si512(src + 64);
+    const __m512i v2 = _mm512_loadu_si512(src + 128), v3 = _mm512_loadu_si512(src + 192);
+    for (std::size_t r = 0; r < 4; ++r) {
+        const __m512i ix = _mm512_load_si512(index[r].data());
+        _mm512_storeu_si512(dst + 64 * r, _mm512_mask_blend_epi8(~__mmask64{0} << 32, _mm512_permutex2var_epi8(v0, ix, v1),
+                                                                 _mm512_permutex2var_epi8(v2, ix, v3)));
+    }
+}
+#endif
+
+template <int Bits, int Chunk, bool Ref>
+void build_packed_order_impl(q8_activation& a) {
+    constexpr std::int64_t lanes = Chunk == 256 ? 16 : 128 / (4 * (8 / Bits));
     a.packed_bits = Bits;
-    a.stridep = (a.cols + 127) / 128 * 128;
-    a.lane_values = Bits == 4 ? 8 : 16;
-    constexpr std::int64_t per = 8 / Bits;  // codes per byte
+    a.chunk = Chunk;
+    a.stridep = (a.cols + Chunk - 1) / Chunk * Chunk;
+    a.lane_values = Chunk / lanes;
     a.qp.assign(static_cast<std::size_t>(a.n * a.stridep), 0);
     a.lane_dp.assign(static_cast<std::size_t>(a.n * a.stridep / a.lane_values), 0.0f);
     for (std::int64_t t = 0; t < a.n; ++t) {
         const std::int8_t* src = a.codes(t);
         std::int8_t* dst = a.qp.data() + t * a.stridep;
         float* ld = a.lane_dp.data() + t * (a.stridep / a.lane_values);
-        for (std::int64_t c = 0; c < a.stridep / 128; ++c) {
-            // Run k holds the codes at position k of each byte: values per*j + k.
-            for (std::int64_t k = 0; k < per; ++k)
-                for (std::int64_t j = 0; j < 128 / per; ++j) {
-                    const std::int64_t v = 128 * c + per * j + k;
-                    dst[128 * c + (128 / per) * k + j] = v < a.cols ? src[v] : 0;
+        for (std::int64_t c = 0; c < a.stridep / Chunk; ++c) {
+            for (std::int64_t l = 0; l < lanes; ++l) {
+                const std::int64_t v = Chunk * c + a.lane_values * l;
+                ld[lanes * c + l] = v < a.cols ? a.scales(t)[v / a.block] : 0.0f;
+            }
+            // The codes' padding to a.stride is zeros; past it they belong to the next input.
+            const bool whole = Chunk * (c + 1) <= a.stride;
+#if defined(__AVX512VBMI__)
+            if constexpr (Chunk == 256 && !Ref)
+                if (whole) {
+                    pack_chunk256(src + Chunk * c, dst + Chunk * c);
+                    continue;
                 }
-            for (std::int64_t l = 0; l < 128 / a.lane_values; ++l) {
-                const std::int64_t v = 128 * c + a.lane_values * l;
-                ld[(128 / a.lane_values) * c + l] = v < a.cols ? a.scales(t)[v / a.block] : 0.0f;
+#endif
+            for (std::int64_t p = 0; p < Chunk; ++p) {
+                const std::int64_t v = Chunk * c + packed_value_at<Bits, Chunk>(p);
+                dst[Chunk * c + p] = whole || v < a.cols ? src[v] : 0;
             }
         }
     }
+}
+
+}  // namespace detail
+
+/// Adds the packed order of 4-bit or 2-bit weights in chunks of Chunk values (q8_activation::qp,
+/// lane_dp) to quantized activations. O(n*cols), small next to any product it serves.
+template <int Bits, int Chunk = 128>
+void build_packed_order(q8_activation& a) {
+    detail::build_packed_order_impl<Bits, Chunk, false>(a);
+}
+
+/// Scalar reference of build_packed_order (identical output).
+template <int Bits, int Chunk = 128>
+void build_packed_order_ref(q8_activation& a) {
+    detail::build_packed_order_impl<Bits, Chunk, true>(a);
 }
 
 /// Scalar reference of quantize_activation (bit-identical).

@@ -12,6 +12,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qlib/core/dtype.hpp"
@@ -407,6 +408,12 @@ struct affine_kernels {
         }
     }
 
+    /// Values per chunk of the packed activation order the 4-bit and 2-bit tiles read.
+#if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
+    static constexpr int packed_chunk = B == 4 ? 256 : 128;
+#else
+    static constexpr int packed_chunk = 128;
+#endif
 #if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
     /// Software prefetch distance in rows: a tile interleaves R row streams, which the hardware
     /// prefetcher follows poorly; fetching PF rows ahead brings decode near the DRAM read rate.
@@ -419,11 +426,12 @@ struct affine_kernels {
     static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
         _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T1);
     }
-    /// The packed-order tiles' int32 lane l covers codes [128c + l * lane_values, +lane_values) of chunk c
-    /// (8 values for 4-bit codes, 16 for 2-bit): entry l is its group in the chunk.
+    /// The packed-order tiles' int32 lane l covers codes [chunk * c + l * lane_values, +lane_values) of
+    /// chunk c (q8_activation::lane_values): entry l is its group in the chunk.
+    static constexpr int lane_values = B == 2 ? 16 : packed_chunk / 16;
     alignas(64) static constexpr std::array<std::int32_t, 16> lane_group = [] {
         std::array<std::int32_t, 16> g{};
-        for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = (B == 2 ? 16 : 8) * l / G;
+        for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = lane_values * l / G;
         return g;
     }();
 #endif
@@ -442,7 +450,10 @@ struct affine_kernels {
 
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
     static constexpr bool has_int8_kernels = true;
-    static constexpr int tile_rows = 4, tile_tokens = 4;  // 16 zmm accumulators
+    // 4-bit (tile_packed): 2 rows' 8 code vectors stay in registers across 6 tokens. On 4096 x 4096
+    // (g64, 64 tokens, one thread) 2 x 6 ran at 92-97 GMAC/s (the 128-code kernel's 4 x 4: 54-59),
+    // 2 x 7 alike, 2 x 5 89-94, 3 x 6 78-87, 3 x 4 and 2 x 8 56-81, 1 x 12 58-61; else 16 accumulators.
+    static constexpr int tile_rows = B == 4 ? 2 : 4, tile_tokens = B == 4 ? 6 : 4;
     static constexpr bool offset_codes = false;
     static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_packed reads
 
@@ -516,48 +527,59 @@ struct affine_kernels {
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
 
-    /// 4-bit tile over the packed order of a (q8_activation::qp): 64 packed bytes hold 128 codes, the
-    /// even positions in the low nibbles and the odd ones in the high nibbles, so two masks and a shift
-    /// replace the byte shuffles of unpack64. int32 lane l sums codes [128c + 8l, +8), inside one group.
+    /// 4-bit tile over the 256-value packed order of a (q8_activation::qp). Per chunk and row, two
+    /// vpermt2d gather the even and the odd dwords of the chunk's 128 bytes, so int32 lane l of both
+    /// holds the 16 codes [256c + 16l, +16), inside one group; their low and high nibbles make four
+    /// code vectors. Per (row, token) a chain of four vpdpbusd, one conversion, scale product and FMA
+    /// serve 256 codes (with 128-code chunks: two vpdpbusd and the rest per 128). The weights of R rows
+    /// stay in registers across the T tokens; an element's arithmetic depends on neither R nor T, so a
+    /// batch gives what its tokens give one at a time.
     template <int R, int T>
     static void tile_packed(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
-                        const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
-                        std::int64_t ystride, std::int64_t r) {
+                            const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
+                            std::int64_t ystride, std::int64_t r) {
         static_assert(B == 4, "tile_packed: 4-bit weights only on AVX-512");
-        constexpr int GPC = 128 / G;  // groups per 128-code chunk
+        constexpr int GPC = 256 / G;  // groups per chunk
         const std::int64_t ng = cols / G;
         const __m512i gidx = _mm512_load_si512(lane_group.data()), low = _mm512_set1_epi8(0x0F);
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
         __m512 acc[R][T];
         for (auto& row : acc)
             for (auto& v : row) v = _mm512_setzero_ps();
-        auto chunk = [&](std::int64_t c, __mmask64 bytes) {
-            __m512i xe[T], xo[T];
-            __m512 dl[T];
-            QLIB_UNROLL
-            for (int t = 0; t < T; ++t) {
-                xe[t] = _mm512_loadu_si512(a.codes_packed(t0 + t) + 128 * c);
-                xo[t] = _mm512_loadu_si512(a.codes_packed(t0 + t) + 128 * c + 64);
-                dl[t] = _mm512_loadu_ps(a.lane_scales_packed(t0 + t) + 16 * c);
-            }
-            const std::int64_t g0 = c * GPC;
-            const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - g0)) - 1u);
+        const std::int64_t chunks = (cols + 255) / 256;
+        for (std::int64_t c = 0; c < chunks; ++c) {
+            // The row's last chunk may hold fewer than 128 bytes (cols % 256 of 32 ... 224 codes).
+            const std::int64_t bytes = std::min<std::int64_t>(128, (cols - 256 * c) / 2);
+            const __mmask64 m0 = bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
+            const __mmask64 m1 = bytes >= 128 ? ~__mmask64{0} : bytes > 64 ? (__mmask64{1} << (bytes - 64)) - 1 : 0;
+            const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - c * GPC)) - 1u);
+            __m512i q[R][4];
+            __m512 sv[R];
             QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
-                const std::byte* p = w + i * rb + static_cast<std::size_t>(64 * c);
-                prefetch_ahead(w, rb, c * R + i, 64);
-                const __m512i v = bytes == ~__mmask64{0} ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(bytes, p);
-                const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                const __m512 sv = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + g0));
+                const std::byte* p = w + i * rb + static_cast<std::size_t>(128 * c);
+                prefetch_ahead(w, rb, 2 * (c * R + i), 64);
+                prefetch_ahead(w, rb, 2 * (c * R + i) + 1, 64);
+                const __m512i v0 = _mm512_maskz_loadu_epi8(m0, p), v1 = _mm512_maskz_loadu_epi8(m1, p + 64);
+                const __m512i e = _mm512_permutex2var_epi32(v0, even, v1), o = _mm512_permutex2var_epi32(v0, odd, v1);
+                q[i][0] = _mm512_and_si512(e, low), q[i][1] = _mm512_and_si512(_mm512_srli_epi16(e, 4), low);
+                q[i][2] = _mm512_and_si512(o, low), q[i][3] = _mm512_and_si512(_mm512_srli_epi16(o, 4), low);
+                sv[i] = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + c * GPC));
+            }
+            QLIB_UNROLL
+            for (int t = 0; t < T; ++t) {
+                const std::int8_t* x = a.codes_packed(t0 + t) + 256 * c;
+                const __m512 dl = _mm512_load_ps(a.lane_scales_packed(t0 + t) + 16 * c);
                 QLIB_UNROLL
-                for (int t = 0; t < T; ++t) {
-                    const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe[t]), hi, xo[t]);
-                    acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dl[t], sv), acc[i][t]);
+                for (int i = 0; i < R; ++i) {
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[i][0], _mm512_load_si512(x));
+                    QLIB_UNROLL
+                    for (int k = 1; k < 4; ++k) d = _mm512_dpbusd_epi32(d, q[i][k], _mm512_load_si512(x + 64 * k));
+                    acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dl, sv[i]), acc[i][t]);
                 }
             }
-        };
-        const std::int64_t full = cols / 128;
-        for (std::int64_t c = 0; c < full; ++c) chunk(c, ~__mmask64{0});
-        if (cols % 128 != 0) chunk(full, (__mmask64{1} << (cols % 128 / 2)) - 1);
+        }
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
 
@@ -781,12 +803,9 @@ struct affine_kernels {
             };
             std::int64_t t = 0;
             for (; t + TT <= a.n; t += TT) tile(t, std::integral_constant<int, TT>{});
-            switch (a.n - t) {
-                case 3: tile(t, std::integral_constant<int, 3>{}); break;
-                case 2: tile(t, std::integral_constant<int, 2>{}); break;
-                case 1: tile(t, std::integral_constant<int, 1>{}); break;
-                default: break;
-            }
+            [&]<int... K>(std::integer_sequence<int, K...>) {  // the last a.n % TT tokens
+                ((a.n - t == K + 1 ? tile(t, std::integral_constant<int, K + 1>{}) : void()), ...);
+            }(std::make_integer_sequence<int, TT - 1>{});
             if constexpr (offset_codes)
                 for (std::int64_t k = 0; k < a.n; ++k)
                     for (int i = 0; i < R; ++i) y[k * ystride + r + i] += dot_f32(s + i * ng, xoff + k * ng, ng);
@@ -815,7 +834,7 @@ struct affine_kernels {
             in.form<affine_q8_form>(form_key, [&](affine_q8_form& p) {
                 const std::int64_t n = in.n(), cols = in.cols();
                 kernels::quantize_activation(in.x(), n, cols, act_block, p.act);
-                if constexpr (packed_order != 0) kernels::build_packed_order<packed_order>(p.act);
+                if constexpr (packed_order != 0) kernels::build_packed_order<packed_order, packed_chunk>(p.act);
                 p.xsum.resize(static_cast<std::size_t>(n * (cols / G)));
                 for (std::int64_t t = 0; t < n; ++t) group_sums(in.x() + t * cols, cols, p.xsum.data() + t * (cols / G));
                 if constexpr (offset_codes) offset_sums(p.act, p.xoff);
