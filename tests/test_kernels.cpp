@@ -268,7 +268,7 @@ void check_packed_order(std::int64_t cols, std::int64_t block) {
 
 TEST_CASE("packed activation orders: each int32 lane sums its own values once, with their scale") {
     for (std::int64_t block : {32, 64, 128})
-        for (std::int64_t cols : {block, 5 * block, 4096 + block, std::int64_t{896}}) {
+        for (std::int64_t cols : {block, 3 * block, 5 * block, 7 * block, 4096 + block, std::int64_t{896}}) {
             if (cols % block != 0) continue;
             check_packed_order<4, 128>(cols, block);
             check_packed_order<2, 128>(cols, block);
@@ -417,15 +417,15 @@ TEST_CASE("a prepared input serves several matrices and threads with the results
         }
     }
     // Forms belong to one input: after reset (or without prepare) the products refuse to run.
-    const auto v = view_of(qs[3]);  // q4_0: forms on every target (affine may run in floats)
+    const auto v = view_of(qs[4]);  // q4_0: forms on every target (affine may run in floats)
     std::vector<float> y(rows);
     in.reset(x.data() + cols, 1, cols);
     CHECK_THROWS_AS(matmul(v, in, y.data(), 0, rows), argument_error);
     prepared_input fresh;
     fresh.reset(x.data(), 1, cols);
-    CHECK_THROWS_AS(matmul(view_of(qs[3]), fresh, y.data(), 0, rows), argument_error);
+    CHECK_THROWS_AS(matmul(view_of(qs[4]), fresh, y.data(), 0, rows), argument_error);
     fresh.reset(x.data(), 1, cols / 2);
-    CHECK_THROWS_AS(prepare(view_of(qs[3]), fresh), argument_error);
+    CHECK_THROWS_AS(prepare(view_of(qs[4]), fresh), argument_error);
     CHECK_THROWS_AS(matmul(view_of(qs[6]), fresh, y.data(), 0, rows), argument_error);
 }
 

@@ -45,14 +45,13 @@ struct q8_activation {
     std::int64_t chunk = 0;        // 128 or 256 values
     std::int64_t stridep = 0;      // cols rounded up to the chunk; 0 when not built
     std::int64_t lane_values = 0;  // 8 (4-bit, 128), 16 (2-bit, or 4-bit 256)
+    std::int64_t lane_stride = 0;  // lane_dp entries per input: stridep / lane_values
     aligned_vector<std::int8_t> qp;  // [n, stridep]
     aligned_vector<float> lane_dp;
 
     [[nodiscard]] const std::int8_t* codes(std::int64_t i) const noexcept { return q.data() + i * stride; }
     [[nodiscard]] const std::int8_t* codes_packed(std::int64_t i) const noexcept { return qp.data() + i * stridep; }
-    [[nodiscard]] const float* lane_scales_packed(std::int64_t i) const noexcept {
-        return lane_dp.data() + i * (stridep / lane_values);
-    }
+    [[nodiscard]] const float* lane_scales_packed(std::int64_t i) const noexcept { return lane_dp.data() + i * lane_stride; }
     [[nodiscard]] const float* scales(std::int64_t i) const noexcept { return d.data() + i * nblocks; }
     [[nodiscard]] const float* lane_scales(std::int64_t i) const noexcept { return lane_d.data() + i * (stride / 4); }
 
@@ -65,7 +64,7 @@ struct q8_activation {
         q.assign(static_cast<std::size_t>(n * stride), 0);
         d.assign(static_cast<std::size_t>(n * nblocks), 0.0f);
         lane_d.assign(block == 32 ? static_cast<std::size_t>(n * stride / 4) : 0, 0.0f);
-        packed_bits = 0, chunk = 0, stridep = 0, lane_values = 0;
+        packed_bits = 0, chunk = 0, stridep = 0, lane_values = 0, lane_stride = 0;
     }
 };
 
@@ -174,6 +173,7 @@ inline void pack_chunk256(const std::int8_t* src, std::int8_t* dst) noexcept {
     }();
     const __m512i v0 = _mm512_loadu_si512(src), v1 = _mm512_loadu_si512(src + 64);
     const __m512i v2 = _mm512_loadu_si512(src + 128), v3 = _mm512_loadu_si512(src + 192);
+    QLIB_UNROLL
     for (std::size_t r = 0; r < 4; ++r) {
         const __m512i ix = _mm512_load_si512(index[r].data());
         _mm512_storeu_si512(dst + 64 * r, _mm512_mask_blend_epi8(~__mmask64{0} << 32, _mm512_permutex2var_epi8(v0, ix, v1),
@@ -184,17 +184,18 @@ inline void pack_chunk256(const std::int8_t* src, std::int8_t* dst) noexcept {
 
 template <int Bits, int Chunk, bool Ref>
 void build_packed_order_impl(q8_activation& a) {
-    constexpr std::int64_t lanes = Chunk == 256 ? 16 : 128 / (4 * (8 / Bits));
+    constexpr std::int64_t lanes = Bits == 4 ? 16 : 8;  // int32 lanes of a run's 64 (2-bit: 32) bytes
     a.packed_bits = Bits;
     a.chunk = Chunk;
     a.stridep = (a.cols + Chunk - 1) / Chunk * Chunk;
     a.lane_values = Chunk / lanes;
+    a.lane_stride = a.stridep / a.lane_values;
     a.qp.assign(static_cast<std::size_t>(a.n * a.stridep), 0);
-    a.lane_dp.assign(static_cast<std::size_t>(a.n * a.stridep / a.lane_values), 0.0f);
+    a.lane_dp.assign(static_cast<std::size_t>(a.n * a.lane_stride), 0.0f);
     for (std::int64_t t = 0; t < a.n; ++t) {
         const std::int8_t* src = a.codes(t);
         std::int8_t* dst = a.qp.data() + t * a.stridep;
-        float* ld = a.lane_dp.data() + t * (a.stridep / a.lane_values);
+        float* ld = a.lane_dp.data() + t * a.lane_stride;
         for (std::int64_t c = 0; c < a.stridep / Chunk; ++c) {
             for (std::int64_t l = 0; l < lanes; ++l) {
                 const std::int64_t v = Chunk * c + a.lane_values * l;

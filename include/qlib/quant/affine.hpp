@@ -450,9 +450,11 @@ struct affine_kernels {
 
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
     static constexpr bool has_int8_kernels = true;
-    // 4-bit (tile_packed): 2 rows' 8 code vectors stay in registers across 6 tokens. On 4096 x 4096
-    // (g64, 64 tokens, one thread) 2 x 6 ran at 92-97 GMAC/s (the 128-code kernel's 4 x 4: 54-59),
-    // 2 x 7 alike, 2 x 5 89-94, 3 x 6 78-87, 3 x 4 and 2 x 8 56-81, 1 x 12 58-61; else 16 accumulators.
+    // 4-bit (tile_packed): 2 rows' 8 code vectors stay in registers across 6 tokens. Ice Lake, one
+    // thread, 4096 x 4096 g64, 64 tokens: 2 x 6 ran at 92-97 GMAC/s (the 128-code kernel's 4 x 4:
+    // 54-59), 2 x 7 alike, 2 x 5 89-94, 3 x 6 78-87, 3 x 4 and 2 x 8 56-81, 1 x 12 58-61; at -O2,
+    // where GCC keeps the accumulators in memory, 70-73 (old: 46-51). Other widths (tile_q8) keep 4 x 4,
+    // 16 accumulators.
     static constexpr int tile_rows = B == 4 ? 2 : 4, tile_tokens = B == 4 ? 6 : 4;
     static constexpr bool offset_codes = false;
     static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_packed reads
@@ -824,9 +826,11 @@ struct affine_kernels {
     }
 #endif
 
-    // act_block == G; bit widths with the same group share a form unless they need more of it.
+    // act_block == G; bit widths with the same group share a form unless they need more of it. The key
+    // names the packed order's chunk too, so a tile never reads an order laid out for another.
     static constexpr std::uint64_t form_key =
-        std::uint64_t{G} | std::uint64_t{packed_order} << 32 | std::uint64_t{offset_codes} << 36;
+        std::uint64_t{G} | std::uint64_t{packed_order} << 32 | std::uint64_t{offset_codes} << 36 |
+        std::uint64_t{packed_chunk} << 40;
 
     /// Builds the affine_q8_form the int8 kernels read (nothing for the float path).
     static void prepare(prepared_input& in) {
