@@ -119,7 +119,8 @@ TEMPLATE_TEST_CASE_SIG("affine SIMD kernels equal their scalar references", "[af
                        (4, 64), (4, 128), (5, 32), (5, 64), (5, 128), (6, 32), (6, 64), (6, 128), (8, 32), (8, 64),
                        (8, 128)) {
     using K = detail::affine_kernels<affine_spec<B, G>>;
-    for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{1, G}, {2, 3 * G}, {6, 5 * G}, {3, 7 * G}, {2, 4096 / G * G * 3}}) {
+    for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{1, G}, {2, 2 * G}, {2, 3 * G}, {6, 5 * G},
+                                        {3, 7 * G}, {2, 4096 / G * G * 3}}) {
         for (dtype st : {dtype::f32, dtype::f16, dtype::bf16}) {
             INFO("rows " << rows << " cols " << cols << " scales " << dtype_name(st));
             auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.5f, static_cast<unsigned>(B * 1000 + G + cols),

@@ -39,7 +39,7 @@ struct q8_activation {
     /// odd dwords of the chunk's 128 bytes into two vectors): four runs of 64, run 2h + f holding at byte
     /// 4l + c value 16l + 8h + 2c + f (nibble f of byte c of dword 2l + h), so int32 lane l of every run
     /// belongs to values [16l, 16l + 16).
-    /// lane_dp [n, stridep / lane_values]: lane l of chunk c holds d of the block containing value
+    /// lane_dp [n, lane_stride]: lane l of chunk c holds d of the block containing value
     /// chunk * c + l * lane_values, the values vpdpbusd / vpmaddwd sum into int32 lane l.
     int packed_bits = 0;           // 4 or 2 when built
     std::int64_t chunk = 0;        // 128 or 256 values
