@@ -146,6 +146,11 @@ inline void quantize_activation(const float* x, std::int64_t n, std::int64_t col
     detail::quantize_activation_impl<false>(x, n, cols, block, a);
 }
 
+/// Values summed into one int32 lane of a packed-order chunk (q8_activation::lane_values): its runs
+/// are 64 bytes (16 lanes) for 4-bit codes and 32 bytes (8 lanes) for 2-bit.
+template <int Bits, int Chunk>
+inline constexpr std::int64_t packed_lane_values = Chunk / (Bits == 4 ? 16 : 8);
+
 namespace detail {
 
 /// The value at position p of a packed-order chunk (see q8_activation).
@@ -184,11 +189,11 @@ inline void pack_chunk256(const std::int8_t* src, std::int8_t* dst) noexcept {
 
 template <int Bits, int Chunk, bool Ref>
 void build_packed_order_impl(q8_activation& a) {
-    constexpr std::int64_t lanes = Bits == 4 ? 16 : 8;  // int32 lanes of a run's 64 (2-bit: 32) bytes
+    constexpr std::int64_t lanes = Chunk / packed_lane_values<Bits, Chunk>;  // per chunk
     a.packed_bits = Bits;
     a.chunk = Chunk;
     a.stridep = (a.cols + Chunk - 1) / Chunk * Chunk;
-    a.lane_values = Chunk / lanes;
+    a.lane_values = packed_lane_values<Bits, Chunk>;
     a.lane_stride = a.stridep / a.lane_values;
     a.qp.assign(static_cast<std::size_t>(a.n * a.stridep), 0);
     a.lane_dp.assign(static_cast<std::size_t>(a.n * a.lane_stride), 0.0f);

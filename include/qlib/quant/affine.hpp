@@ -428,7 +428,7 @@ struct affine_kernels {
     }
     /// The packed-order tiles' int32 lane l covers codes [chunk * c + l * lane_values, +lane_values) of
     /// chunk c (q8_activation::lane_values): entry l is its group in the chunk.
-    static constexpr int lane_values = B == 2 ? 16 : packed_chunk / 16;
+    static constexpr int lane_values = static_cast<int>(kernels::packed_lane_values<B == 2 ? 2 : 4, packed_chunk>);
     alignas(64) static constexpr std::array<std::int32_t, 16> lane_group = [] {
         std::array<std::int32_t, 16> g{};
         for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = lane_values * l / G;
