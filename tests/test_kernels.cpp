@@ -227,9 +227,10 @@ TEST_CASE("int8 activation quantization: SIMD equals the scalar reference; codes
 }
 
 /// The packed orders as q8_activation documents them: int32 lane l of every vector of chunk c sums
-/// the values [chunk * c + l * lane_values, +lane_values), each once, each with its block's scale;
-/// padding is zero. The SIMD build equals the reference.
-template <int Bits, int Chunk>
+/// values of [base, base + Span), base = chunk * c + l * lane_values rounded down to Span (Span =
+/// lane_values where a lane's values are contiguous), each value once, with the scale of base's
+/// block; padding is zero. The SIMD build equals the reference.
+template <int Bits, int Chunk, std::int64_t Span = kernels::packed_lane_values<Bits, Chunk>>
 void check_packed_order(std::int64_t cols, std::int64_t block) {
     INFO("bits " << Bits << " chunk " << Chunk << " cols " << cols << " block " << block);
     kernels::q8_activation a;
@@ -248,13 +249,14 @@ void check_packed_order(std::int64_t cols, std::int64_t block) {
     const std::int64_t lanes = Chunk / a.lane_values;
     for (std::int64_t t = 0; t < 2; ++t)
         for (std::int64_t c = 0; c < a.stridep / Chunk; ++c) {
-            // Every value of the chunk appears once, in the int32 lane that owns it (lanes of vectors
-            // of 4 * lanes bytes); the codes of a lane's values differ, so a code names its value.
+            // Every value of the chunk appears once, in an int32 lane that may hold it (lanes of
+            // vectors of 4 * lanes bytes); the codes of a span's values differ, so a code names its value.
             std::vector<int> seen(static_cast<std::size_t>(Chunk), 0);
             for (std::int64_t p = 0; p < Chunk; ++p) {
                 const std::int64_t lane = p % (4 * lanes) / 4;
                 const std::int8_t code = a.codes_packed(t)[Chunk * c + p];
-                for (std::int64_t v = Chunk * c + lane * a.lane_values; v < Chunk * c + (lane + 1) * a.lane_values; ++v)
+                const std::int64_t base = (Chunk * c + lane * a.lane_values) / Span * Span;
+                for (std::int64_t v = base; v < base + Span; ++v)
                     if (v < cols && code == static_cast<std::int8_t>(1 + (v + t) % 120)) ++seen[static_cast<std::size_t>(v - Chunk * c)];
             }
             for (std::int64_t v = Chunk * c; v < Chunk * (c + 1); ++v)
@@ -273,6 +275,7 @@ TEST_CASE("packed activation orders: each int32 lane sums its own values once, w
             check_packed_order<4, 128>(cols, block);
             check_packed_order<2, 128>(cols, block);
             check_packed_order<4, 256>(cols, block);
+            if (block >= 64) check_packed_order<8, 256, 64>(cols, block);
         }
 }
 

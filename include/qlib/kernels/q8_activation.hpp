@@ -31,20 +31,23 @@ struct q8_activation {
     /// block whose products vpdpbusd accumulates into int32 lane i when the codes are in natural order.
     aligned_vector<float> lane_d;
 
-    /// Optional second order for 4-bit and 2-bit weights (build_packed_order), so the weights need
-    /// (almost) no shuffle. 128-value chunks, each as the codes the packed bytes of its weights hold at
-    /// one bit position: 4-bit, its 64 even positions, then its 64 odd ones (the low and high nibbles of
-    /// the chunk's 64 bytes); 2-bit, four runs of 32, run k holding values 4i + k (the crumbs at bit 2k
-    /// of its 32 bytes). 4-bit in 256-value chunks (the 512-bit kernels, which gather the even and the
+    /// Optional second order for 4-bit, 2-bit and 8-bit weights (build_packed_order), so the weights
+    /// need few shuffles. 128-value chunks, each as the codes the packed bytes of its weights hold
+    /// at one bit position: 4-bit, its 64 even positions, then its 64 odd ones (the low and high nibbles
+    /// of the chunk's 64 bytes); 2-bit, four runs of 32, run k holding values 4i + k (the crumbs at bit
+    /// 2k of its 32 bytes). 4-bit in 256-value chunks (the 512-bit kernels, which gather the even and the
     /// odd dwords of the chunk's 128 bytes into two vectors): four runs of 64, run 2h + f holding at byte
     /// 4l + c value 16l + 8h + 2c + f (nibble f of byte c of dword 2l + h), so int32 lane l of every run
-    /// belongs to values [16l, 16l + 16).
+    /// belongs to values [16l, 16l + 16). 8-bit in 256-value chunks (the 512-bit kernels transpose the
+    /// 4 x 4 128-bit blocks of the chunk's 256 bytes): four runs of 64, run k holding at byte 16m + b
+    /// value 64m + 16k + b, so int32 lane l of every run belongs to values [64(l/4), +64) (for blocks of
+    /// 64 or more).
     /// lane_dp [n, lane_stride]: lane l of chunk c holds d of the block containing value
-    /// chunk * c + l * lane_values, the values vpdpbusd / vpmaddwd sum into int32 lane l.
-    int packed_bits = 0;           // 4 or 2 when built
+    /// chunk * c + l * lane_values; every value vpdpbusd / vpmaddwd sums into int32 lane l is in that block.
+    int packed_bits = 0;           // 4, 2 or 8 when built
     std::int64_t chunk = 0;        // 128 or 256 values
     std::int64_t stridep = 0;      // cols rounded up to the chunk; 0 when not built
-    std::int64_t lane_values = 0;  // 8 (4-bit, 128), 16 (2-bit, or 4-bit 256)
+    std::int64_t lane_values = 0;  // 8 (4-bit, 128), 16 (2-bit, or 4-bit and 8-bit 256)
     std::int64_t lane_stride = 0;  // lane_dp entries per input: stridep / lane_values
     aligned_vector<std::int8_t> qp;  // [n, stridep]
     aligned_vector<float> lane_dp;
@@ -147,18 +150,21 @@ inline void quantize_activation(const float* x, std::int64_t n, std::int64_t col
 }
 
 /// Values summed into one int32 lane of a packed-order chunk (q8_activation::lane_values): its runs
-/// are 64 bytes (16 lanes) for 4-bit codes and 32 bytes (8 lanes) for 2-bit.
+/// are 64 bytes (16 lanes) for 4-bit and 8-bit codes and 32 bytes (8 lanes) for 2-bit.
 template <int Bits, int Chunk>
-inline constexpr std::int64_t packed_lane_values = Chunk / (Bits == 4 ? 16 : 8);
+inline constexpr std::int64_t packed_lane_values = Chunk / (Bits == 2 ? 8 : 16);
 
 namespace detail {
 
 /// The value at position p of a packed-order chunk (see q8_activation).
 template <int Bits, int Chunk>
 constexpr std::int64_t packed_value_at(std::int64_t p) noexcept {
-    static_assert(((Bits == 4 || Bits == 2) && Chunk == 128) || (Bits == 4 && Chunk == 256),
-                  "packed order: 4-bit (nibble) or 2-bit (crumb) codes in 128-value chunks, or 4-bit in 256");
-    if constexpr (Chunk == 256) {
+    static_assert(((Bits == 4 || Bits == 2) && Chunk == 128) || ((Bits == 4 || Bits == 8) && Chunk == 256),
+                  "packed order: 4-bit (nibble) or 2-bit (crumb) codes in 128-value chunks, or 4-bit or 8-bit in 256");
+    if constexpr (Bits == 8) {
+        const std::int64_t run = p / 64, m = p % 64 / 16;
+        return 64 * m + 16 * run + p % 16;
+    } else if constexpr (Chunk == 256) {
         const std::int64_t run = p / 64, l = p % 64 / 4, c = p % 4;
         return 16 * l + 8 * (run / 2) + 2 * c + run % 2;
     } else {
@@ -187,6 +193,16 @@ inline void pack_chunk256(const std::int8_t* src, std::int8_t* dst) noexcept {
 }
 #endif
 
+#if defined(__AVX512F__)
+/// A whole 256-value chunk in the 8-bit packed order.
+inline void pack_chunk256_8bit(const std::int8_t* src, std::int8_t* dst) noexcept {
+    __m512i v[4];
+    for (int k = 0; k < 4; ++k) v[k] = _mm512_loadu_si512(src + 64 * k);
+    transpose_blocks128(v);
+    for (int k = 0; k < 4; ++k) _mm512_storeu_si512(dst + 64 * k, v[k]);
+}
+#endif
+
 template <int Bits, int Chunk, bool Ref>
 void build_packed_order_impl(q8_activation& a) {
     constexpr std::int64_t lanes = Chunk / packed_lane_values<Bits, Chunk>;  // per chunk
@@ -209,9 +225,16 @@ void build_packed_order_impl(q8_activation& a) {
             // The codes' padding to a.stride is zeros; past it they belong to the next input.
             const bool whole = Chunk * (c + 1) <= a.stride;
 #if defined(__AVX512VBMI__)
-            if constexpr (Chunk == 256 && !Ref)
+            if constexpr (Bits == 4 && Chunk == 256 && !Ref)
                 if (whole) {
                     pack_chunk256(src + Chunk * c, dst + Chunk * c);
+                    continue;
+                }
+#endif
+#if defined(__AVX512F__)
+            if constexpr (Bits == 8 && !Ref)
+                if (whole) {
+                    pack_chunk256_8bit(src + Chunk * c, dst + Chunk * c);
                     continue;
                 }
 #endif
@@ -225,7 +248,7 @@ void build_packed_order_impl(q8_activation& a) {
 
 }  // namespace detail
 
-/// Adds the packed order of 4-bit or 2-bit weights in chunks of Chunk values (q8_activation::qp,
+/// Adds the packed order of 4-bit, 2-bit or 8-bit weights in chunks of Chunk values (q8_activation::qp,
 /// lane_dp) to quantized activations. O(n*cols), small next to any product it serves.
 template <int Bits, int Chunk = 128>
 void build_packed_order(q8_activation& a) {

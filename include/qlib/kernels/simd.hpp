@@ -171,6 +171,14 @@ inline constexpr std::size_t fwidth = fbatch::size;
 #if defined(__AVX512F__)
 /// Lane i of the result = op-reduction of v[i]'s lanes (16 vectors): a transposing tree of 45
 /// permutes/ops instead of 16 separate horizontal reductions.
+/// Transposes the 4 x 4 128-bit blocks of v: block m of v[k] becomes block k of v[m] (8 shuffles).
+inline void transpose_blocks128(__m512i (&v)[4]) noexcept {
+    const __m512i a0 = _mm512_shuffle_i64x2(v[0], v[1], 0x44), a1 = _mm512_shuffle_i64x2(v[0], v[1], 0xEE);
+    const __m512i a2 = _mm512_shuffle_i64x2(v[2], v[3], 0x44), a3 = _mm512_shuffle_i64x2(v[2], v[3], 0xEE);
+    v[0] = _mm512_shuffle_i64x2(a0, a2, 0x88), v[1] = _mm512_shuffle_i64x2(a0, a2, 0xDD);
+    v[2] = _mm512_shuffle_i64x2(a1, a3, 0x88), v[3] = _mm512_shuffle_i64x2(a1, a3, 0xDD);
+}
+
 template <class Op>
 [[nodiscard]] inline __m512 reduce16(__m512* v, Op op) noexcept {
     // Level l pairs vectors holding 2^l groups x w lanes each into one of 2^(l+1) groups x w/2.
@@ -209,10 +217,14 @@ template <int R, int T>
 inline void reduce_add_lanes(const __m512 (&acc)[R][T], float (*out)[T]) noexcept {
     __m512 flat[R * T];
     float sums[R * T];
+    QLIB_UNROLL
     for (int j = 0; j < R; ++j)
+        QLIB_UNROLL
         for (int t = 0; t < T; ++t) flat[j * T + t] = acc[j][t];
     reduce_add_lanes(flat, sums);
+    QLIB_UNROLL
     for (int j = 0; j < R; ++j)
+        QLIB_UNROLL
         for (int t = 0; t < T; ++t) out[j][t] = sums[j * T + t];
 }
 #endif

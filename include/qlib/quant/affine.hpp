@@ -408,9 +408,9 @@ struct affine_kernels {
         }
     }
 
-    /// Values per chunk of the packed activation order the 4-bit and 2-bit tiles read.
+    /// Values per chunk of the packed activation order the packed-order tiles read.
 #if defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)
-    static constexpr int packed_chunk = B == 4 ? 256 : 128;
+    static constexpr int packed_chunk = B == 4 || (B == 8 && G == 64) ? 256 : 128;
 #else
     static constexpr int packed_chunk = 128;
 #endif
@@ -426,9 +426,9 @@ struct affine_kernels {
     static void prefetch_ahead(const std::byte* w, std::size_t rb, std::int64_t k, int bytes) noexcept {
         _mm_prefetch(reinterpret_cast<const char*>(w + PF * rb + static_cast<std::size_t>(k * bytes)), _MM_HINT_T1);
     }
-    /// The packed-order tiles' int32 lane l covers codes [chunk * c + l * lane_values, +lane_values) of
-    /// chunk c (q8_activation::lane_values): entry l is its group in the chunk.
-    static constexpr int lane_values = static_cast<int>(kernels::packed_lane_values<B == 2 ? 2 : 4, packed_chunk>);
+    /// The packed-order tiles' int32 lane l sums codes of the group holding code chunk * c + l *
+    /// lane_values of chunk c (q8_activation): entry l is that group's index in the chunk.
+    static constexpr int lane_values = static_cast<int>(kernels::packed_lane_values<B, packed_chunk>);
     alignas(64) static constexpr std::array<std::int32_t, 16> lane_group = [] {
         std::array<std::int32_t, 16> g{};
         for (int l = 0; l < 16; ++l) g[static_cast<std::size_t>(l)] = lane_values * l / G;
@@ -452,16 +452,22 @@ struct affine_kernels {
     static constexpr bool has_int8_kernels = true;
     // 4-bit (tile_packed): 2 rows' 8 code vectors stay in registers across 6 tokens. Ice Lake, one
     // thread, 4096 x 4096 g64, 64 tokens: 2 x 6 ran at 92-97 GMAC/s (the 128-code kernel's 4 x 4:
-    // 54-59), 2 x 7 alike, 2 x 5 89-94, 3 x 6 78-87, 3 x 4 and 2 x 8 56-81, 1 x 12 58-61; at -O2,
-    // where GCC keeps the accumulators in memory, 70-73 (old: 46-51). Other widths (tile_q8) keep 4 x 4,
-    // 16 accumulators.
-    static constexpr int tile_rows = B == 4 ? 2 : 4, tile_tokens = B == 4 ? 6 : 4;
+    // 54-59), 2 x 7 alike, 2 x 5 89-94, 3 x 6 78-87, 3 x 4 and 2 x 8 56-81, 1 x 12 58-61. 8-bit g64
+    // (tile_packed, 256-code steps as 4-bit) 2 x 6 as well: 1.26-1.48x the natural-order 4 x 4 in the
+    // same process (128-code steps with two vpdpbusd: 1.1-1.3x); with g128 the natural order, which
+    // scales a group once, was as fast, and g32 cannot chain four vectors. Other widths (tile_q8) keep
+    // 4 x 4, 16 accumulators.
+    // The tiles are flattened: store_tile takes the accumulators by reference, and where GCC's inlining
+    // budget for the translation unit ran out (adding the 8-bit tiles was enough) the reduction stayed
+    // a call and the accumulators were stored to the stack on every update: 4-bit 10-20% slower.
+    static constexpr int packed_order = B == 4 || (B == 8 && G == 64) ? B : 0;  // the order tile_packed reads
+    static constexpr int tile_rows = packed_order != 0 ? 2 : 4, tile_tokens = packed_order != 0 ? 6 : 4;
     static constexpr bool offset_codes = false;
-    static constexpr int packed_order = B == 4 ? 4 : 0;  // the activation order tile_packed reads
 
     /// R rows x T tokens register tile: each 64-code chunk of a row is unpacked once for T tokens.
     /// s, b: the R rows' f32 scales/biases ([R, ng]); y[t*ystride + r] for t in [t0, t0+T).
     template <int R, int T>
+    [[gnu::flatten]]
     static void tile_q8(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                         const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                         std::int64_t ystride, std::int64_t r) {
@@ -529,44 +535,62 @@ struct affine_kernels {
         store_tile<R, T>(acc, b, ng, xsum, t0, y, ystride, r);
     }
 
-    /// 4-bit tile over the 256-value packed order of a (q8_activation::qp). Per chunk and row, two
-    /// vpermt2d gather the even and the odd dwords of the chunk's 128 bytes, so int32 lane l of both
-    /// holds the 16 codes [256c + 16l, +16), inside one group; their low and high nibbles make four
-    /// code vectors. Per (row, token) a chain of four vpdpbusd, one conversion, scale product and FMA
-    /// serve 256 codes (with 128-code chunks: two vpdpbusd and the rest per 128). The weights of R rows
-    /// stay in registers across the T tokens; an element's arithmetic depends on neither R nor T, so a
-    /// batch gives what its tokens give one at a time.
+    /// The codes of chunk c of a row (p: its 32 * B bytes, of which `bytes` lie in the row) as four
+    /// vectors in the 256-value packed order. 4-bit: two vpermt2d gather the even and the odd dwords of
+    /// the chunk's 128 bytes, so int32 lane l of both holds the 16 codes [256c + 16l, +16), their low
+    /// and high nibbles making the four vectors. 8-bit: a 4 x 4 transpose of the 128-bit blocks of four
+    /// 64-byte loads puts codes of [256c + 64(l/4), +64) in int32 lane l of all four.
+    [[gnu::always_inline]] static void codes256(const std::byte* p, std::int64_t bytes, __m512i (&q)[4]) noexcept {
+        auto mask = [&](std::int64_t from) -> __mmask64 {
+            const std::int64_t n = bytes - from;
+            return n >= 64 ? ~__mmask64{0} : n > 0 ? (__mmask64{1} << n) - 1 : 0;
+        };
+        if constexpr (B == 4) {
+            const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+            const __m512i low = _mm512_set1_epi8(0x0F);
+            const __m512i v0 = _mm512_maskz_loadu_epi8(mask(0), p), v1 = _mm512_maskz_loadu_epi8(mask(64), p + 64);
+            const __m512i e = _mm512_permutex2var_epi32(v0, even, v1), o = _mm512_permutex2var_epi32(v0, odd, v1);
+            q[0] = _mm512_and_si512(e, low), q[1] = _mm512_and_si512(_mm512_srli_epi16(e, 4), low);
+            q[2] = _mm512_and_si512(o, low), q[3] = _mm512_and_si512(_mm512_srli_epi16(o, 4), low);
+        } else {
+            QLIB_UNROLL
+            for (int k = 0; k < 4; ++k) q[k] = _mm512_maskz_loadu_epi8(mask(64 * k), p + 64 * k);
+            kernels::transpose_blocks128(q);
+        }
+    }
+
+    /// 4-bit and 8-bit (G >= 64) tile over the 256-value packed order of a (q8_activation::qp): per
+    /// (row, token) a chain of four vpdpbusd, one conversion, scale product and FMA serve 256 codes
+    /// (4-bit in 128-code chunks: two vpdpbusd and the rest per 128; 8-bit in natural order: per 64
+    /// codes a vpdpbusd, a conversion and an FMA, and per group a scalar scale product and broadcast).
+    /// The codes of R rows stay in registers across the T tokens; an element's arithmetic depends on
+    /// neither R nor T, so a batch gives what its tokens give one at a time.
     template <int R, int T>
+    [[gnu::flatten]]
     static void tile_packed(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                             const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                             std::int64_t ystride, std::int64_t r) {
-        static_assert(B == 4, "tile_packed: 4-bit weights only on AVX-512");
-        constexpr int GPC = 256 / G;  // groups per chunk
+        static_assert(B == 4 || (B == 8 && G >= 64), "tile_packed: 4-bit, or 8-bit with lanes inside a group");
+        constexpr int GPC = 256 / G;        // groups per chunk
+        constexpr int chunk_bytes = 32 * B;  // packed bytes per row and chunk
         const std::int64_t ng = cols / G;
-        const __m512i gidx = _mm512_load_si512(lane_group.data()), low = _mm512_set1_epi8(0x0F);
-        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        const __m512i gidx = _mm512_load_si512(lane_group.data());
         __m512 acc[R][T];
         for (auto& row : acc)
             for (auto& v : row) v = _mm512_setzero_ps();
         const std::int64_t chunks = (cols + 255) / 256;
         for (std::int64_t c = 0; c < chunks; ++c) {
-            // The row's last chunk may hold fewer than 128 bytes (cols % 256 of 32 ... 224 codes).
-            const std::int64_t bytes = std::min<std::int64_t>(128, (cols - 256 * c) / 2);
-            const __mmask64 m0 = bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
-            const __mmask64 m1 = bytes >= 128 ? ~__mmask64{0} : bytes > 64 ? (__mmask64{1} << (bytes - 64)) - 1 : 0;
+            // The row's last chunk may hold fewer codes (cols % 256 of 32 ... 224).
+            const std::int64_t bytes = std::min<std::int64_t>(chunk_bytes, (cols - 256 * c) * B / 8);
             const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - c * GPC)) - 1u);
             __m512i q[R][4];
             __m512 sv[R];
             QLIB_UNROLL
             for (int i = 0; i < R; ++i) {
-                const std::byte* p = w + i * rb + static_cast<std::size_t>(128 * c);
-                prefetch_ahead(w, rb, 2 * (c * R + i), 64);
-                prefetch_ahead(w, rb, 2 * (c * R + i) + 1, 64);
-                const __m512i v0 = _mm512_maskz_loadu_epi8(m0, p), v1 = _mm512_maskz_loadu_epi8(m1, p + 64);
-                const __m512i e = _mm512_permutex2var_epi32(v0, even, v1), o = _mm512_permutex2var_epi32(v0, odd, v1);
-                q[i][0] = _mm512_and_si512(e, low), q[i][1] = _mm512_and_si512(_mm512_srli_epi16(e, 4), low);
-                q[i][2] = _mm512_and_si512(o, low), q[i][3] = _mm512_and_si512(_mm512_srli_epi16(o, 4), low);
+                QLIB_UNROLL
+                for (int k = 0; k < chunk_bytes / 64; ++k) prefetch_ahead(w, rb, chunk_bytes / 64 * (c * R + i) + k, 64);
+                codes256(w + i * rb + static_cast<std::size_t>(chunk_bytes * c), bytes, q[i]);
                 sv[i] = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(groups, s + i * ng + c * GPC));
             }
             QLIB_UNROLL
@@ -772,8 +796,9 @@ struct affine_kernels {
 #endif
 
 #if (defined(QLIB_HAVE_UNPACK64) && defined(__AVX512VNNI__)) || defined(__AVX2__)
-    /// y[t*ystride + r] for all tokens of p and rows [r0, r1). 4-bit (and on AVX2 2-bit) weights use the
-    /// packed-order kernels when p carries that order (prepare builds it), else the natural-order kernel.
+    /// y[t*ystride + r] for all tokens of p and rows [r0, r1). Widths with a packed order (AVX-512: 4-bit,
+    /// 8-bit g64; AVX2: 4-bit, 2-bit) use the packed-order kernels (prepare built the order, and the
+    /// form key names it), the others the natural-order kernel.
     static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
                           std::int64_t r1) {
         const kernels::q8_activation& a = p.act;
@@ -800,8 +825,9 @@ struct affine_kernels {
             const std::byte* w = m.weight + rb * static_cast<std::size_t>(r);
             auto tile = [&]<int T>(std::int64_t t, std::integral_constant<int, T>) {
                 if constexpr (packed_order != 0)
-                    if (a.packed_bits == packed_order) return tile_packed<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
-                tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                    tile_packed<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
+                else
+                    tile_q8<R, T>(w, rb, s, b, cols, a, xsum, t, y, ystride, r);
             };
             std::int64_t t = 0;
             for (; t + TT <= a.n; t += TT) tile(t, std::integral_constant<int, TT>{});
