@@ -228,8 +228,8 @@ TEST_CASE("int8 activation quantization: SIMD equals the scalar reference; codes
 
 /// The packed orders as q8_activation documents them: int32 lane l of every vector of chunk c sums
 /// values of [base, base + Span), base = chunk * c + l * lane_values rounded down to Span (Span =
-/// lane_values where a lane's values are contiguous), each value once, with the scale of base's
-/// block; padding is zero. The SIMD build equals the reference.
+/// lane_values where a lane's values are contiguous), each value once, each in the block whose scale
+/// the lane holds; padding is zero. The SIMD build equals the reference.
 template <int Bits, int Chunk, std::int64_t Span = kernels::packed_lane_values<Bits, Chunk>>
 void check_packed_order(std::int64_t cols, std::int64_t block) {
     INFO("bits " << Bits << " chunk " << Chunk << " cols " << cols << " block " << block);
@@ -255,9 +255,12 @@ void check_packed_order(std::int64_t cols, std::int64_t block) {
             for (std::int64_t p = 0; p < Chunk; ++p) {
                 const std::int64_t lane = p % (4 * lanes) / 4;
                 const std::int8_t code = a.codes_packed(t)[Chunk * c + p];
-                const std::int64_t base = (Chunk * c + lane * a.lane_values) / Span * Span;
+                const std::int64_t nominal = Chunk * c + lane * a.lane_values, base = nominal / Span * Span;
                 for (std::int64_t v = base; v < base + Span; ++v)
-                    if (v < cols && code == static_cast<std::int8_t>(1 + (v + t) % 120)) ++seen[static_cast<std::size_t>(v - Chunk * c)];
+                    if (v < cols && code == static_cast<std::int8_t>(1 + (v + t) % 120)) {
+                        ++seen[static_cast<std::size_t>(v - Chunk * c)];
+                        CHECK(v / block == nominal / block);  // the lane's scale is the value's
+                    }
             }
             for (std::int64_t v = Chunk * c; v < Chunk * (c + 1); ++v)
                 REQUIRE(seen[static_cast<std::size_t>(v - Chunk * c)] == (v < cols ? 1 : 0));
@@ -277,6 +280,9 @@ TEST_CASE("packed activation orders: each int32 lane sums its own values once, w
             check_packed_order<4, 256>(cols, block);
             if (block >= 64) check_packed_order<8, 256, 64>(cols, block);
         }
+    kernels::q8_activation a;
+    a.resize(1, 96, 32);
+    CHECK_THROWS_AS((kernels::build_packed_order<8, 256>(a)), argument_error);  // lanes would span two blocks
 }
 
 TEST_CASE("float-weight matvec/matmul/dequantize match the reference at any alignment and length") {

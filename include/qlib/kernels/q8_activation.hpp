@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "qlib/core/aligned.hpp"
+#include "qlib/core/error.hpp"
 #include "qlib/kernels/simd.hpp"
 
 QLIB_SIMD_DIAGNOSTICS_BEGIN
@@ -206,6 +207,9 @@ inline void pack_chunk256_8bit(const std::int8_t* src, std::int8_t* dst) noexcep
 template <int Bits, int Chunk, bool Ref>
 void build_packed_order_impl(q8_activation& a) {
     constexpr std::int64_t lanes = Chunk / packed_lane_values<Bits, Chunk>;  // per chunk
+    if (Bits == 8 && a.block % 64 != 0)  // a lane draws from 64 values, which must share a scale
+        qlib::detail::raise<argument_error>("q8_activation", "", "the 8-bit packed order needs blocks of 64 or 128, not ",
+                                            a.block);
     a.packed_bits = Bits;
     a.chunk = Chunk;
     a.stridep = (a.cols + Chunk - 1) / Chunk * Chunk;
@@ -232,7 +236,7 @@ void build_packed_order_impl(q8_activation& a) {
                 }
 #endif
 #if defined(__AVX512F__)
-            if constexpr (Bits == 8 && !Ref)
+            if constexpr (Bits == 8 && Chunk == 256 && !Ref)
                 if (whole) {
                     pack_chunk256_8bit(src + Chunk * c, dst + Chunk * c);
                     continue;
@@ -249,7 +253,8 @@ void build_packed_order_impl(q8_activation& a) {
 }  // namespace detail
 
 /// Adds the packed order of 4-bit, 2-bit or 8-bit weights in chunks of Chunk values (q8_activation::qp,
-/// lane_dp) to quantized activations. O(n*cols), small next to any product it serves.
+/// lane_dp) to quantized activations. O(n*cols), small next to any product it serves. The 8-bit order
+/// needs blocks of 64 or 128 (argument_error otherwise).
 template <int Bits, int Chunk = 128>
 void build_packed_order(q8_activation& a) {
     detail::build_packed_order_impl<Bits, Chunk, false>(a);

@@ -169,8 +169,6 @@ inline constexpr std::size_t fwidth = fbatch::size;
 }
 
 #if defined(__AVX512F__)
-/// Lane i of the result = op-reduction of v[i]'s lanes (16 vectors): a transposing tree of 45
-/// permutes/ops instead of 16 separate horizontal reductions.
 /// Transposes the 4 x 4 128-bit blocks of v: block m of v[k] becomes block k of v[m] (8 shuffles).
 inline void transpose_blocks128(__m512i (&v)[4]) noexcept {
     const __m512i a0 = _mm512_shuffle_i64x2(v[0], v[1], 0x44), a1 = _mm512_shuffle_i64x2(v[0], v[1], 0xEE);
@@ -179,6 +177,8 @@ inline void transpose_blocks128(__m512i (&v)[4]) noexcept {
     v[2] = _mm512_shuffle_i64x2(a1, a3, 0x88), v[3] = _mm512_shuffle_i64x2(a1, a3, 0xDD);
 }
 
+/// Lane i of the result = op-reduction of v[i]'s lanes (16 vectors): a transposing tree of 45
+/// permutes/ops instead of 16 separate horizontal reductions.
 template <class Op>
 [[nodiscard]] inline __m512 reduce16(__m512* v, Op op) noexcept {
     // Level l pairs vectors holding 2^l groups x w lanes each into one of 2^(l+1) groups x w/2.

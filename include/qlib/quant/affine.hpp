@@ -100,8 +100,8 @@ inline void store_row_params(const float* v, dtype t, std::byte* out, std::int64
     }
 }
 
-/// An input quantized for the int8 kernels, with its float group sums; shared by every bit width
-/// with the same group (the key of prepared_input::form says which group and order it holds).
+/// An input quantized for the int8 kernels, with its float group sums; shared by the bit widths with
+/// the same group and activation order (the key of prepared_input::form says which it holds).
 struct affine_q8_form {
     kernels::q8_activation act;
     std::vector<float> xsum;  // [n, cols/G]
@@ -571,6 +571,7 @@ struct affine_kernels {
     static void tile_packed(const std::byte* w, std::size_t rb, const float* s, const float* b, std::int64_t cols,
                             const kernels::q8_activation& a, const float* xsum, std::int64_t t0, float* y,
                             std::int64_t ystride, std::int64_t r) {
+        // (8-bit g128 would work too; its natural order measured as fast, so packed_order leaves it out.)
         static_assert(B == 4 || (B == 8 && G >= 64), "tile_packed: 4-bit, or 8-bit with lanes inside a group");
         constexpr int GPC = 256 / G;        // groups per chunk
         constexpr int chunk_bytes = 32 * B;  // packed bytes per row and chunk
@@ -581,7 +582,7 @@ struct affine_kernels {
             for (auto& v : row) v = _mm512_setzero_ps();
         const std::int64_t chunks = (cols + 255) / 256;
         for (std::int64_t c = 0; c < chunks; ++c) {
-            // The row's last chunk may hold fewer codes (cols % 256 of 32 ... 224).
+            // The row's last chunk may hold fewer codes (cols % 256: 4-bit 32 ... 224, 8-bit 64 ... 192).
             const std::int64_t bytes = std::min<std::int64_t>(chunk_bytes, (cols - 256 * c) * B / 8);
             const auto groups = static_cast<__mmask16>((1u << std::min<std::int64_t>(GPC, ng - c * GPC)) - 1u);
             __m512i q[R][4];
@@ -802,6 +803,9 @@ struct affine_kernels {
     static void matmul_q8(const qmatrix_view& m, const affine_q8_form& p, float* y, std::int64_t ystride, std::int64_t r0,
                           std::int64_t r1) {
         const kernels::q8_activation& a = p.act;
+        if constexpr (packed_order != 0)  // the form key guarantees it; checked once per call, not per tile
+            if (a.packed_bits != packed_order || a.chunk != packed_chunk)
+                detail::raise<argument_error>("affine", "", "input prepared in another activation order");
         const float* xsum = p.xsum.data();
         constexpr int RT = tile_rows, TT = tile_tokens;
         const std::int64_t cols = m.cols, ng = cols / G;
