@@ -2,10 +2,14 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "qlib/core/dtype.hpp"
 #include "qlib/core/float_convert.hpp"
+#include "qlib/core/page_arena.hpp"
 
 namespace {
 // Reference narrowing through double arithmetic: nearest representable value, ties to even mantissa.
@@ -95,4 +99,22 @@ TEST_CASE("dtype table: names, sizes, NumPy descriptors; sub-byte types are reje
     REQUIRE(qlib::npy_descr(qlib::dtype::f32) == "<f4");
     REQUIRE_THROWS_WITH(qlib::parse_dtype("F4", "m.safetensors"), Catch::Contains("sub-byte dtype 'F4'"));
     REQUIRE_THROWS_AS(qlib::parse_dtype("Q9", "m.safetensors"), qlib::format_error);
+}
+
+TEST_CASE("page_arena hands out aligned, disjoint, writable pieces across chunks and moves") {
+    qlib::page_arena arena(qlib::page_arena::huge_page);  // small chunks, so pieces spill into new ones
+    std::vector<std::pair<std::byte*, std::size_t>> pieces;
+    for (const std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{1} << 20, std::size_t{3} << 20,
+                                std::size_t{64}, std::size_t{0}, std::size_t{5} << 20, std::size_t{7}}) {
+        std::byte* p = arena.allocate(n);
+        REQUIRE(reinterpret_cast<std::uintptr_t>(p) % qlib::page_arena::alignment == 0);
+        std::memset(p, static_cast<int>(pieces.size() + 1), n);
+        pieces.emplace_back(p, n);
+    }
+    qlib::page_arena moved = std::move(arena);  // pieces stay valid: the mappings move, not the bytes
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+        const auto [p, n] = pieces[i];
+        for (std::size_t k = 0; k < n; k += 4093) REQUIRE(p[k] == static_cast<std::byte>(i + 1));
+        if (n) REQUIRE(p[n - 1] == static_cast<std::byte>(i + 1));
+    }
 }

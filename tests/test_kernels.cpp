@@ -2,6 +2,9 @@
 // products (unaligned, odd lengths), and the error metrics.
 #include <catch2/catch.hpp>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -165,6 +168,16 @@ TEST_CASE("lane sums of many vectors at once: each vector's own horizontal sum")
                   std::bit_cast<std::uint32_t>(_mm512_reduce_add_ps(_mm512_load_ps(lanes + i * fwidth))));
 #endif
         }
+    }
+    // In bulk from memory (whole sixteens and rests): the bits of reduce_add on each vector.
+    for (const std::int64_t n : {1, 5, 15, 16, 17, 40}) {
+        aligned_vector<float> v(static_cast<std::size_t>(n) * fwidth);
+        for (auto& x : v) x = d(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 40) - 20));
+        std::vector<float> got(static_cast<std::size_t>(n));
+        kernels::reduce_add_each_aligned(v.data(), n, got.data());
+        for (std::int64_t k = 0; k < n; ++k)
+            REQUIRE(std::bit_cast<std::uint32_t>(got[static_cast<std::size_t>(k)]) ==
+                    std::bit_cast<std::uint32_t>(kernels::reduce_add(fbatch::load_aligned(v.data() + static_cast<std::size_t>(k) * fwidth))));
     }
 #if defined(__AVX512F__)
     // Mixed magnitudes, signed zeros, infinities and cancelling pairs: rounding and order matter.
@@ -355,8 +368,36 @@ TEST_CASE("float-weight prompts (panels) equal their tokens one at a time, bit f
             }
 }
 
+namespace {
+// Bytes placed against an inaccessible page: the bytes before `data()` (at_end = false) or after
+// `data() + n` (at_end = true) fault when read, so a kernel reading outside its rows crashes the test.
+class guarded_bytes {
+public:
+    guarded_bytes(std::size_t n, bool at_end, std::size_t offset = 0) {
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t body = (n + offset + page - 1) / page * page;
+        size_ = body + 2 * page;
+        base_ = static_cast<std::byte*>(::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        REQUIRE(base_ != MAP_FAILED);
+        ::mprotect(base_, page, PROT_NONE);
+        ::mprotect(base_ + page + body, page, PROT_NONE);
+        data_ = at_end ? base_ + page + body - n : base_ + page + offset;
+    }
+    guarded_bytes(const guarded_bytes&) = delete;
+    guarded_bytes& operator=(const guarded_bytes&) = delete;
+    ~guarded_bytes() { ::munmap(base_, size_); }
+    [[nodiscard]] std::byte* data() const noexcept { return data_; }
+
+private:
+    std::byte* base_ = nullptr;
+    std::byte* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+}  // namespace
+
 TEST_CASE("float panels read only the rows of their range and equal the row-at-a-time products") {
-    // Rows in separate buffers, so that a row (or a prefetched panel) outside [r0, r1) is noticed.
+    // Rows [r0, r1) against an inaccessible page on one side: reading a row outside the range faults.
+    // 16 columns from an aligned start are used in place; 529 columns, or a start 4 bytes off, are copied.
     std::mt19937 rng(12);
     std::normal_distribution<float> d(0.0f, 1.0f);
     struct matrix {
@@ -365,29 +406,29 @@ TEST_CASE("float panels read only the rows of their range and equal the row-at-a
     for (std::int64_t cols : {16, 529})
         for (std::int64_t n : {4, 7, 66}) {
             const matrix m{100, cols};
-            std::vector<std::vector<float>> w(static_cast<std::size_t>(m.rows));
-            for (auto& row : w) {
-                row.resize(static_cast<std::size_t>(cols));
-                for (auto& v : row) v = d(rng);
-            }
-            std::vector<float> x(static_cast<std::size_t>(n * cols));
+            const auto row_bytes = static_cast<std::size_t>(cols) * sizeof(float);
+            std::vector<float> w(static_cast<std::size_t>(m.rows * cols)), x(static_cast<std::size_t>(n * cols));
+            for (auto& v : w) v = d(rng);
             for (auto& v : x) v = d(rng);
             for (std::int64_t r0 : {0, 5})
-                for (std::int64_t r1 : {r0 + 1, r0 + 6, r0 + 53, m.rows}) {
-                    INFO("cols " << cols << " tokens " << n << " rows [" << r0 << ", " << r1 << ")");
-                    bool outside = false;
-                    auto row = [&](std::int64_t r) {
-                        outside |= r < r0 || r >= r1;
-                        return reinterpret_cast<const std::byte*>(w[static_cast<std::size_t>(r)].data());
-                    };
-                    std::vector<float> y(static_cast<std::size_t>(n * m.rows), -1.0f), y1(y.size(), -1.0f);
-                    detail::matmul_by_panels<dtype::f32>(m, x.data(), n, y.data(), r0, r1, row);
-                    CHECK_FALSE(outside);
-                    for (std::int64_t t = 0; t < n; ++t)
-                        detail::matmul_by_rows<dtype::f32>(m, x.data() + t * cols, 1, y1.data() + t * m.rows, r0, r1,
-                                                           [&](std::int64_t r, float*) { return row(r); });
-                    CHECK(y == y1);
-                }
+                for (std::int64_t r1 : {r0 + 1, r0 + 6, r0 + 53, m.rows})
+                    for (const bool at_end : {false, true})
+                        for (const std::size_t offset : {std::size_t{0}, std::size_t{4}}) {
+                            INFO("cols " << cols << " tokens " << n << " rows [" << r0 << ", " << r1 << ") guard "
+                                         << (at_end ? "after" : "before") << " offset " << offset);
+                            const std::size_t bytes = static_cast<std::size_t>(r1 - r0) * row_bytes;
+                            const guarded_bytes g(bytes, at_end, offset);
+                            std::memcpy(g.data(), w.data() + r0 * cols, bytes);
+                            // Row 0 of the matrix, where it would be: only rows [r0, r1) are readable.
+                            const std::byte* w0 = g.data() - static_cast<std::size_t>(r0) * row_bytes;
+                            std::vector<float> y(static_cast<std::size_t>(n * m.rows), -1.0f), y1(y.size(), -1.0f);
+                            detail::matmul_by_panels<dtype::f32>(m, x.data(), n, y.data(), r0, r1, w0);
+                            for (std::int64_t t = 0; t < n; ++t)
+                                detail::matmul_by_rows<dtype::f32>(
+                                    m, x.data() + t * cols, 1, y1.data() + t * m.rows, r0, r1,
+                                    [&](std::int64_t r, float*) { return w0 + static_cast<std::size_t>(r) * row_bytes; });
+                            CHECK(y == y1);
+                        }
         }
 }
 

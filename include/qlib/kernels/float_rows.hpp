@@ -20,7 +20,7 @@ namespace qlib::detail {
 
 /// Per-thread scratch for the kernels (matvec must be callable concurrently on disjoint rows).
 [[nodiscard]] inline aligned_vector<float>& scratch(int slot, std::size_t n) {
-    thread_local aligned_vector<float> buf[7];
+    thread_local aligned_vector<float> buf[8];
     if (buf[slot].size() < n) buf[slot].resize(n);
     return buf[slot];
 }
@@ -93,10 +93,12 @@ inline constexpr std::int64_t panel_cols = 512;
 inline constexpr int panel_tile_rows = kernels::fwidth >= 16 ? 6 : float_tile_rows;
 inline constexpr int panel_tile_tokens = kernels::fwidth >= 16 ? 4 : float_tile_tokens;
 
-/// The vector loop of float_tile over one panel: acc [T][R] (in memory, aligned) continues the FMA
-/// chains of the previous panel. x points at column c0 of the first of T activation rows.
+/// The vector loop of float_tile over one panel (R rows of kc aligned f32, `stride` floats apart): acc
+/// [T][R] (in memory, aligned) continues the FMA chains of the previous panel. x points at column c0 of
+/// the first of T activation rows.
 template <int R, int T>
-void panel_tile(const float* panel, const float* x, std::int64_t cols, std::int64_t kc, float* acc) noexcept {
+void panel_tile(const float* panel, std::int64_t stride, const float* x, std::int64_t cols, std::int64_t kc,
+                float* acc) noexcept {
     using kernels::fbatch;
     constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
     fbatch a[R][T];
@@ -107,7 +109,7 @@ void panel_tile(const float* panel, const float* x, std::int64_t cols, std::int6
     for (std::int64_t c = 0; c < kc; c += W) {
         fbatch wv[R];
         QLIB_UNROLL
-        for (int i = 0; i < R; ++i) wv[i] = fbatch::load_aligned(panel + i * panel_cols + c);
+        for (int i = 0; i < R; ++i) wv[i] = fbatch::load_aligned(panel + i * stride + c);
         QLIB_UNROLL
         for (int t = 0; t < T; ++t) {
             const fbatch xv = kernels::load_f32(x + t * cols + c);
@@ -121,51 +123,60 @@ void panel_tile(const float* panel, const float* x, std::int64_t cols, std::int6
         for (int i = 0; i < R; ++i) a[i][t].store_aligned(acc + (t * R + i) * W);
 }
 
-/// Software prefetch (into L2) of a panel's R row pieces, bytes [offset, offset + bytes) of rows
-/// r..r+R-1, spread over `steps` calls of next() so the fetches overlap the current panel's tiles.
+/// Software prefetch (into L2) of a panel's R row pieces, bytes [offset, offset + bytes) of the R rows
+/// from `first` on (`row_bytes` apart), spread over `steps` calls of next() so the fetches overlap the
+/// current panel's tiles.
 template <int R>
 class panel_prefetch {
 public:
-    template <class Row>
-    panel_prefetch(Row* row, std::int64_t r, std::size_t offset, std::size_t bytes, std::int64_t steps) noexcept {
-        if (!row || steps <= 0) return;
-        for (int i = 0; i < R; ++i) rows_[i] = reinterpret_cast<const char*>((*row)(r + i)) + offset;
+    panel_prefetch(const std::byte* first, std::size_t row_bytes, std::size_t offset, std::size_t bytes,
+                   std::int64_t steps) noexcept {
+        if (!first || steps <= 0) return;
+        for (int i = 0; i < R; ++i) rows_[i] = reinterpret_cast<const char*>(first) + i * row_bytes + offset;
         lines_per_row_ = static_cast<std::int64_t>((bytes + 63) / 64 + 1);  // + 1: pieces off a line boundary
-        per_step_ = (R * lines_per_row_ + steps - 1) / steps;
+        lines_per_step_ = (lines_per_row_ + steps - 1) / steps;
     }
+    /// The next lines of all R rows, unrolled (a line-at-a-time loop spent ~10 instructions per line).
     void next() noexcept {
-        for (std::int64_t e = std::min(line_ + per_step_, R * lines_per_row_); line_ < e; ++line_)
-            __builtin_prefetch(rows_[line_ % R] + line_ / R * 64, 0, 2);  // prefetcht1
+        for (const std::int64_t e = std::min(line_ + lines_per_step_, lines_per_row_); line_ < e; ++line_)
+            QLIB_UNROLL
+            for (int i = 0; i < R; ++i) __builtin_prefetch(rows_[i] + line_ * 64, 0, 2);  // prefetcht1
     }
 
 private:
     const char* rows_[R]{};
-    std::int64_t lines_per_row_ = 0, per_step_ = 0, line_ = 0;
+    std::int64_t lines_per_row_ = 0, lines_per_step_ = 0, line_ = 0;
 };
 
-/// Products of float rows stored in place (row(r) -> bytes) with a prompt's worth of tokens (n >= 4).
-/// rows_times_activations keeps R rows in L1 while the tokens stream past, but R bf16 rows of 4096
-/// columns plus the activation rows overflow L1, f32 rows from a mapped file are misaligned (every load
-/// splits a cache line), and bf16 is widened again for every token pair. Here, for a group of rows and
-/// panel_cols columns at a time, R rows are widened or copied once into an aligned f32 panel that all
-/// token tiles reuse from L1, against activations copied into contiguous [token][column] blocks (token
-/// rows a power of two apart share a few cache sets). Each token's vector accumulators carry over
-/// from panel to panel, so every (row, token) sum is float_tile's chain of FMAs and reduction: the
-/// result is bit-identical to matmul_by_rows and to a matvec. Measured on an Ice Lake Xeon (one
-/// thread, 64 tokens, same process): bf16 31-36 -> 41-48 GMAC/s, misaligned f32 17-19 -> 33-42; the
-/// next panel's prefetch and the 6 x 4 tile then took f32 11008 x 4096 from 35-42 to 41-48.
-template <dtype D, class Matrix, class Row>
+/// Products of float rows stored one after another (w: m.rows x m.cols of type D) with a prompt's
+/// worth of tokens (n >= 4). rows_times_activations keeps R rows in L1 while the tokens stream past,
+/// but R bf16 rows of 4096 columns plus the activation rows overflow L1, f32 rows from a mapped file are
+/// misaligned (every load splits a cache line), and bf16 is widened again for every token pair. Here,
+/// for a group of rows and panel_cols columns at a time, R rows are widened or copied once into an
+/// aligned f32 panel (aligned f32 rows serve as their own) that all token tiles reuse from L1, against
+/// activations copied into contiguous [token][column] blocks (token rows a power of two apart share a
+/// few cache sets). Each token's vector accumulators carry over from panel to panel, so every (row,
+/// token) sum is float_tile's chain of FMAs and reduction: the result is bit-identical to
+/// matmul_by_rows and to a matvec. Measured on an Ice Lake Xeon (one thread, 64 tokens, same process):
+/// bf16 31-36 -> 41-48 GMAC/s, misaligned f32 17-19 -> 33-42; the next panel's prefetch and the 6 x 4
+/// tile then took f32 11008 x 4096 from 35-42 to 41-48; aligned rows used in place, reductions 16 at a
+/// time and the unrolled prefetch a further 1.02-1.10x.
+template <dtype D, class Matrix>
 void matmul_by_panels(const Matrix& m, const float* x, std::int64_t n, float* y, std::int64_t r0, std::int64_t r1,
-                      Row&& row) {
+                      const std::byte* w) {
     constexpr int R = panel_tile_rows, T = panel_tile_tokens;
     // A group's accumulators (48 x 64 vectors, 192 KB) and a block's activation panel (128 KB) share L2.
     constexpr std::int64_t tokens_per_block = 64, rows_per_group = 8 * R;
     constexpr auto W = static_cast<std::int64_t>(kernels::fwidth);
     constexpr std::size_t es = dtype_size(D);
     const std::int64_t cols = m.cols, cvec = cols - cols % W;
+    const std::size_t row_bytes = static_cast<std::size_t>(cols) * es;
+    auto row = [&](std::int64_t r) { return w + static_cast<std::size_t>(r) * row_bytes; };
+    const bool in_place = D == dtype::f32 && reinterpret_cast<std::uintptr_t>(w) % 64 == 0 && row_bytes % 64 == 0;
     float* panel = scratch(4, static_cast<std::size_t>(R * panel_cols)).data();
     float* acc = scratch(5, static_cast<std::size_t>(rows_per_group * tokens_per_block * W)).data();
     float* xp = scratch(6, static_cast<std::size_t>(tokens_per_block * cvec)).data();
+    float* sums = scratch(7, static_cast<std::size_t>(rows_per_group * tokens_per_block)).data();
     const std::int64_t rfull = r0 + (r1 - r0) / R * R;
     for (std::int64_t t0 = 0; t0 < n; t0 += tokens_per_block) {
         const std::int64_t nb = std::min(tokens_per_block, n - t0);
@@ -182,32 +193,35 @@ void matmul_by_panels(const Matrix& m, const float* x, std::int64_t n, float* y,
             for (std::int64_t c0 = 0; c0 < cvec; c0 += panel_cols) {
                 const std::int64_t kc = std::min(panel_cols, cvec - c0);
                 for (std::int64_t b = 0; b < blocks; ++b) {
-                    for (int i = 0; i < RR; ++i)
-                        kernels::convert_to_f32(row(g0 + b * RR + i) + static_cast<std::size_t>(c0) * es, D,
-                                                panel + i * panel_cols, static_cast<std::size_t>(kc));
+                    const float* pp = in_place ? reinterpret_cast<const float*>(row(g0 + b * RR)) + c0 : panel;
+                    const std::int64_t stride = in_place ? cols : panel_cols;
+                    if (!in_place)
+                        for (int i = 0; i < RR; ++i)
+                            kernels::convert_to_f32(row(g0 + b * RR + i) + static_cast<std::size_t>(c0) * es, D,
+                                                    panel + i * panel_cols, static_cast<std::size_t>(kc));
                     // The next panel's rows: short pieces of rows far apart, which the hardware
                     // prefetcher does not fetch ahead, so they are prefetched while this one computes.
                     const bool same_cols = b + 1 < blocks, more_cols = c0 + kc < cvec;
                     const std::int64_t nr = same_cols ? g0 + (b + 1) * RR : more_cols ? g0 : g1;
                     const std::int64_t nc = same_cols ? c0 : more_cols ? c0 + kc : 0;
-                    panel_prefetch<RR> ahead(nr + RR <= end ? &row : nullptr, nr, static_cast<std::size_t>(nc) * es,
+                    panel_prefetch<RR> ahead(nr + RR <= end ? row(nr) : nullptr, row_bytes, static_cast<std::size_t>(nc) * es,
                                              static_cast<std::size_t>(std::min(panel_cols, cvec - nc)) * es, nb / T);
                     float* ab = acc + b * nb * RR * W;
                     const float* xc = xp + c0 * nb;
                     std::int64_t t = 0;
                     for (; t + T <= nb; t += T, ahead.next())
-                        panel_tile<RR, T>(panel, xc + t * kc, kc, kc, ab + t * RR * W);
-                    for (; t < nb; ++t) panel_tile<RR, 1>(panel, xc + t * kc, kc, kc, ab + t * RR * W);
+                        panel_tile<RR, T>(pp, stride, xc + t * kc, kc, kc, ab + t * RR * W);
+                    for (; t < nb; ++t) panel_tile<RR, 1>(pp, stride, xc + t * kc, kc, kc, ab + t * RR * W);
                 }
             }
+            kernels::reduce_add_each_aligned(acc, blocks * nb * RR, sums);
             for (std::int64_t b = 0; b < blocks; ++b)
                 for (std::int64_t t = 0; t < nb; ++t)
                     for (int i = 0; i < RR; ++i) {
                         const std::int64_t r = g0 + b * RR + i;
-                        const std::byte* w = row(r);
-                        float sum = kernels::reduce_add(kernels::fbatch::load_aligned(acc + ((b * nb + t) * RR + i) * W));
+                        float sum = sums[(b * nb + t) * RR + i];
                         for (std::int64_t k = cvec; k < cols; ++k)
-                            sum = std::fma(qlib::load_as_f32(D, w, static_cast<std::size_t>(k)), xb[t * cols + k], sum);
+                            sum = std::fma(qlib::load_as_f32(D, row(r), static_cast<std::size_t>(k)), xb[t * cols + k], sum);
                         y[(t0 + t) * m.rows + r] = sum;
                     }
         };

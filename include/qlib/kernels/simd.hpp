@@ -136,7 +136,15 @@ inline constexpr std::size_t fwidth = fbatch::size;
     return v;
 }
 
-[[nodiscard]] inline float reduce_add(fbatch v) noexcept { return xsimd::hadd(v); }
+/// Sum of v's lanes. With AVX-512 in the order of _mm512_reduce_add_ps, which reduce16 repeats for 16
+/// vectors at once (reduce_add_each_aligned), so a prompt's tiles can reduce their accumulators in bulk
+/// and still agree bit for bit with a matvec reducing one at a time.
+[[nodiscard]] inline float reduce_add(fbatch v) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16) return _mm512_reduce_add_ps(v);
+#endif
+    return xsimd::hadd(v);
+}
 
 #if defined(__AVX2__)
 /// Sum of the 8 lanes of a 256-bit vector (the 256-bit kernels use it whatever fbatch's width is).
@@ -239,6 +247,20 @@ inline void reduce_add_lanes(const __m512 (&acc)[R][T], float (*out)[T]) noexcep
     }
 #endif
     return xsimd::haddp(v);
+}
+
+/// out[k] = reduce_add(vector k of v) for n aligned vectors stored one after another.
+inline void reduce_add_each_aligned(const float* v, std::int64_t n, float* out) noexcept {
+    std::int64_t k = 0;
+#if defined(__AVX512F__)
+    if constexpr (fwidth == 16)
+        for (; k + 16 <= n; k += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(v + (k + i) * 16);
+            reduce_add_lanes(r, out + k);
+        }
+#endif
+    for (; k < n; ++k) out[k] = reduce_add(fbatch::load_aligned(v + k * static_cast<std::int64_t>(fwidth)));
 }
 
 /// Stores fwidth int32 lanes (each in [-128, 255]) as bytes.

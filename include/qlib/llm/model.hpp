@@ -15,8 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include "qlib/core/aligned.hpp"
 #include "qlib/core/error.hpp"
+#include "qlib/core/page_arena.hpp"
 #include "qlib/core/tensor_view.hpp"
 #include "qlib/io/gguf.hpp"
 #include "qlib/io/safetensors.hpp"
@@ -120,7 +120,7 @@ private:
     std::uint64_t weight_bytes_ = 0;
     std::uint64_t embed_bytes_ = 0;
     std::shared_ptr<const void> source_;                   // the open file(s) the views point into
-    std::vector<aligned_bytes> copies_;                    // --no-mmap copies, each cache-line aligned
+    page_arena copies_;                                    // --no-mmap copies (huge pages, cache-line aligned)
     std::map<const std::byte*, const std::byte*> copied_;  // mapping address -> copy (tied weights once)
     bool use_mmap_ = true;
 
@@ -141,10 +141,8 @@ private:
         weight_bytes_ += bytes.size();
         if (use_mmap_ || bytes.empty()) return bytes.data();
         if (auto it = copied_.find(bytes.data()); it != copied_.end()) return it->second;
-        aligned_bytes buf = make_aligned_bytes(bytes.size());
-        std::memcpy(buf.get(), bytes.data(), bytes.size());
-        const std::byte* p = buf.get();
-        copies_.push_back(std::move(buf));
+        std::byte* p = copies_.allocate(bytes.size());
+        std::memcpy(p, bytes.data(), bytes.size());
         copied_.emplace(bytes.data(), p);
         return p;
     }
