@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "qlib/io/safetensors.hpp"
@@ -285,11 +286,14 @@ TEST_CASE("ggml matvec and matmul agree with dequantize + float dot", "[ggml][ke
                     CHECK(ym[i * rows + r] == y[r]);  // same per-token arithmetic, tiles only share decoding
                 }
             }
-            // A sub-range touches only its rows.
-            std::vector<float> part(rows, -1.0f);
-            matvec(v, x.data(), part.data(), 5, 9);
+            // A sub-range touches only its rows (decoding reads 4 or 6 streams of rows: [3, 32) spans
+            // streams of 4 and 7 rows and a remainder).
             matvec(v, x.data(), y.data(), 0, rows);
-            for (std::int64_t r = 0; r < rows; ++r) CHECK(part[r] == (r >= 5 && r < 9 ? y[r] : -1.0f));
+            for (const auto& [a, b] : {std::pair<std::int64_t, std::int64_t>{5, 9}, {3, 32}}) {
+                std::vector<float> part(rows, -1.0f);
+                matvec(v, x.data(), part.data(), a, b);
+                for (std::int64_t r = 0; r < rows; ++r) CHECK(part[r] == (r >= a && r < b ? y[r] : -1.0f));
+            }
         }
     }
 }
@@ -401,7 +405,7 @@ TEST_CASE("ggml kernels read misaligned (memory-mapped) blocks and run concurren
         dequantize_rows(mis, 0, rows, d_mis.data());
         CHECK(y == y_mis);
         CHECK(d == d_mis);
-        // Batched: the prompt tiles hold up to three misaligned rows at once (one copy buffer each).
+        // Decoding holds six misaligned rows at once (one copy buffer each), prompt tiles three.
         const std::vector<float> xs = gaussian(9 * cols, 1.0f, 23);
         std::vector<float> ym(9 * rows), ym_mis(9 * rows);
         matmul(v, xs.data(), 9, ym.data(), 0, rows);

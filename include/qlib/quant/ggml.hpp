@@ -30,6 +30,7 @@
 #include "qlib/core/error.hpp"
 #include "qlib/core/float_convert.hpp"
 #include "qlib/kernels/diagnostics.hpp"
+#include "qlib/kernels/row_streams.hpp"
 #include "qlib/kernels/simd.hpp"
 #include "qlib/quant/ggml_blocks.hpp"
 #include "qlib/quant/prepared_input.hpp"
@@ -1217,7 +1218,7 @@ bool with_ggml_policy(quant_scheme s, F&& f) {
 
 /// Row r of a ggml matrix as blocks. Memory-mapped rows may be misaligned for the f16 members; those
 /// are copied to a per-thread buffer first, one per `slot` (rows a kernel holds at once).
-inline constexpr std::size_t ggml_row_slots = 4;  // the most rows a tile holds (dot_pairs: 4)
+inline constexpr std::size_t ggml_row_slots = 6;  // the most rows a tile holds (decoding: 6 streams)
 template <class P>
 const typename P::block* ggml_row(const qmatrix_view& m, std::int64_t r, std::size_t slot = 0) {
     using B = typename P::block;
@@ -1819,18 +1820,22 @@ struct ggml_family {
             // [t0, t0 + NT); rows go RT at a time, tokens TT at a time from multiples of TT (the
             // last n % TT one at a time, after a tile of TT / 2 if TT >= 6). Activation rows go in
             // chunks of about 256 KB (token_bytes each as the tile reads them), so that a chunk stays
-            // in L2 while every weight row of [r0, r1) passes over it.
-            auto by_tiles = [&]<int RT, int TT>(std::integral_constant<int, RT>, std::integral_constant<int, TT> tt,
-                                                std::int64_t token_bytes, auto tile) {
+            // in L2 while every weight row of [r0, r1) passes over it. A single token (decoding) with
+            // S > 1 reads S far-apart streams of rows instead (see detail::spread_rows).
+            auto by_tiles = [&]<int RT, int TT, int S = 1>(std::integral_constant<int, RT>, std::integral_constant<int, TT> tt,
+                                                           std::int64_t token_bytes, auto tile,
+                                                           std::integral_constant<int, S> = {}) {
                 const std::int64_t chunk = std::max<std::int64_t>(TT, (std::int64_t{256} << 10) / token_bytes / TT * TT);
-                auto rows_from = [&]<int NR>(std::int64_t r, std::integral_constant<int, NR> nr, std::int64_t c0, std::int64_t c1) {
+                // rows r, r + step, ..., r + (NR - 1) step
+                auto rows_from = [&]<int NR>(std::int64_t r, std::integral_constant<int, NR> nr, std::int64_t c0, std::int64_t c1,
+                                             std::int64_t step = 1) {
                     const block* rows[NR];
-                    for (int j = 0; j < NR; ++j) rows[j] = detail::ggml_row<P>(m, r + j, j);
+                    for (int j = 0; j < NR; ++j) rows[j] = detail::ggml_row<P>(m, r + j * step, static_cast<std::size_t>(j));
                     auto tokens_from = [&]<int NT>(std::int64_t t0, std::integral_constant<int, NT> nt) {
                         float out[NR][NT];
                         tile(nr, nt, rows, t0, out);
                         for (int t = 0; t < NT; ++t)
-                            for (int j = 0; j < NR; ++j) y[(t0 + t) * m.rows + r + j] = out[j][t];
+                            for (int j = 0; j < NR; ++j) y[(t0 + t) * m.rows + r + j * step] = out[j][t];
                     };
                     std::int64_t t = c0;
                     for (; t + TT <= c1; t += TT) tokens_from(t, tt);
@@ -1838,6 +1843,12 @@ struct ggml_family {
                         if (t + TT / 2 <= c1) tokens_from(t, std::integral_constant<int, TT / 2>{}), t += TT / 2;
                     for (; t < c1; ++t) tokens_from(t, ic{});
                 };
+                if constexpr (S > 1)
+                    if (n == 1)
+                        return detail::spread_rows<S>(r0, r1, [&]<int NR>(std::int64_t r, std::int64_t step,
+                                                                          std::integral_constant<int, NR> nr) {
+                            rows_from(r, nr, 0, 1, step);
+                        });
                 for (std::int64_t c0 = 0; c0 < n; c0 += chunk) {
                     const std::int64_t c1 = std::min(n, c0 + chunk);
                     std::int64_t r = r0;
@@ -1864,7 +1875,8 @@ struct ggml_family {
                 constexpr std::integral_constant<int, L::group> group;
                 const std::int64_t token_bytes = steps.steps * L::record_bytes + nb % L::blocks * std::int64_t{sizeof(block_q8_0)};
                 if (n >= L::group) return by_tiles(std::integral_constant<int, 3>{}, group, token_bytes, tile);
-                return by_tiles(ic{}, group, token_bytes, tile);
+                // Decoding: 6 streams (q4_0 1.2-1.4x, q8_0 1.25-1.35x one row at a time; 4: 1.2x).
+                return by_tiles(ic{}, group, token_bytes, tile, std::integral_constant<int, 6>{});
 #else
                 const auto& pairs = in.form<detail::q8_0_pairs>(nibbles, what);
                 auto tile = [&]<int NR, int NT>(std::integral_constant<int, NR>, std::integral_constant<int, NT>,
@@ -1889,7 +1901,8 @@ struct ggml_family {
                 // 2 x 6 53-60 (the 256-bit tile: 43-45).
                 const std::int64_t token_bytes = nb * std::int64_t{detail::records_of<P>::record_bytes};
                 if (n >= 4) return by_tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 8>{}, token_bytes, tile);
-                return by_tiles(ic{}, std::integral_constant<int, 8>{}, token_bytes, tile);
+                // Decoding: 4 streams (q4_K 1.24x one row at a time; 6: 1.14x).
+                return by_tiles(ic{}, std::integral_constant<int, 8>{}, token_bytes, tile, std::integral_constant<int, 4>{});
             }
 #endif
 #ifdef QLIB_GGML_Q4_0_OCTETS_256
