@@ -397,7 +397,8 @@ private:
 
 TEST_CASE("float panels read only the rows of their range and equal the row-at-a-time products") {
     // Rows [r0, r1) against an inaccessible page on one side: reading a row outside the range faults.
-    // 16 columns from an aligned start are used in place; 529 columns, or a start 4 bytes off, are copied.
+    // 16 columns from an aligned start are used in place; 529 columns, or a start 4 bytes off (with the
+    // guard before), are copied.
     std::mt19937 rng(12);
     std::normal_distribution<float> d(0.0f, 1.0f);
     struct matrix {
@@ -414,19 +415,20 @@ TEST_CASE("float panels read only the rows of their range and equal the row-at-a
                 for (std::int64_t r1 : {r0 + 1, r0 + 6, r0 + 53, m.rows})
                     for (const bool at_end : {false, true})
                         for (const std::size_t offset : {std::size_t{0}, std::size_t{4}}) {
+                            if (at_end && offset != 0) continue;  // data placed against the end page
                             INFO("cols " << cols << " tokens " << n << " rows [" << r0 << ", " << r1 << ") guard "
                                          << (at_end ? "after" : "before") << " offset " << offset);
                             const std::size_t bytes = static_cast<std::size_t>(r1 - r0) * row_bytes;
                             const guarded_bytes g(bytes, at_end, offset);
                             std::memcpy(g.data(), w.data() + r0 * cols, bytes);
-                            // Row 0 of the matrix, where it would be: only rows [r0, r1) are readable.
-                            const std::byte* w0 = g.data() - static_cast<std::size_t>(r0) * row_bytes;
+                            // Only rows [r0, r1) are readable; g.data() is row r0.
                             std::vector<float> y(static_cast<std::size_t>(n * m.rows), -1.0f), y1(y.size(), -1.0f);
-                            detail::matmul_by_panels<dtype::f32>(m, x.data(), n, y.data(), r0, r1, w0);
+                            detail::matmul_by_panels<dtype::f32>(m, x.data(), n, y.data(), r0, r1, g.data());
                             for (std::int64_t t = 0; t < n; ++t)
                                 detail::matmul_by_rows<dtype::f32>(
-                                    m, x.data() + t * cols, 1, y1.data() + t * m.rows, r0, r1,
-                                    [&](std::int64_t r, float*) { return w0 + static_cast<std::size_t>(r) * row_bytes; });
+                                    m, x.data() + t * cols, 1, y1.data() + t * m.rows, r0, r1, [&](std::int64_t r, float*) {
+                                        return g.data() + static_cast<std::size_t>(r - r0) * row_bytes;
+                                    });
                             CHECK(y == y1);
                         }
         }

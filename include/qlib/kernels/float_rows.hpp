@@ -148,7 +148,7 @@ private:
     std::int64_t lines_per_row_ = 0, lines_per_step_ = 0, line_ = 0;
 };
 
-/// Products of float rows stored one after another (w: m.rows x m.cols of type D) with a prompt's
+/// Products of float rows stored one after another (w: rows [r0, r1) of m.cols elements of type D) with a prompt's
 /// worth of tokens (n >= 4). rows_times_activations keeps R rows in L1 while the tokens stream past,
 /// but R bf16 rows of 4096 columns plus the activation rows overflow L1, f32 rows from a mapped file are
 /// misaligned (every load splits a cache line), and bf16 is widened again for every token pair. Here,
@@ -171,9 +171,9 @@ void matmul_by_panels(const Matrix& m, const float* x, std::int64_t n, float* y,
     constexpr std::size_t es = dtype_size(D);
     const std::int64_t cols = m.cols, cvec = cols - cols % W;
     const std::size_t row_bytes = static_cast<std::size_t>(cols) * es;
-    auto row = [&](std::int64_t r) { return w + static_cast<std::size_t>(r) * row_bytes; };
+    auto row = [&](std::int64_t r) { return w + static_cast<std::size_t>(r - r0) * row_bytes; };
     const bool in_place = D == dtype::f32 && reinterpret_cast<std::uintptr_t>(w) % 64 == 0 && row_bytes % 64 == 0;
-    float* panel = scratch(4, static_cast<std::size_t>(R * panel_cols)).data();
+    float* panel = in_place ? nullptr : scratch(4, static_cast<std::size_t>(R * panel_cols)).data();
     float* acc = scratch(5, static_cast<std::size_t>(rows_per_group * tokens_per_block * W)).data();
     float* xp = scratch(6, static_cast<std::size_t>(tokens_per_block * cvec)).data();
     float* sums = scratch(7, static_cast<std::size_t>(rows_per_group * tokens_per_block)).data();

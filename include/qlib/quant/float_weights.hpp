@@ -81,7 +81,7 @@ struct float_family {
         auto at = [&](std::int64_t r) { return m.weight + rb * static_cast<std::size_t>(r); };
         auto run = [&]<dtype D>() {
             // A few tokens do not repay building panels (a matvec streams each row exactly once).
-            if (n >= 4) return detail::matmul_by_panels<D>(m, x, n, y, r0, r1, m.weight);
+            if (n >= 4) return detail::matmul_by_panels<D>(m, x, n, y, r0, r1, at(r0));
             detail::matmul_by_rows<D>(m, x, n, y, r0, r1, [&](std::int64_t r, float*) { return at(r); });
         };
         switch (m.weight_type) {

@@ -1859,10 +1859,10 @@ struct ggml_family {
 #ifdef QLIB_GGML_PAIR_KERNELS
             constexpr bool nibbles = std::is_same_v<P, detail::ggml_q4_0>;
             if constexpr (nibbles || std::is_same_v<P, detail::ggml_q8_0>) {
-                // Decoding reads one row at a time, a single stream the hardware prefetcher follows
-                // (2 rows at once made 2 short streams and ran 2.5x slower from DRAM here); prompts
-                // (compute-bound) share each activation load between rows of a tile. Results are the
-                // same either way.
+                // Prompts (compute-bound) share each activation load between rows of a tile. Decoding
+                // with the step kernels reads 6 far-apart streams of rows (below); the pair kernels read
+                // one row at a time (2 adjacent rows at once, two short streams, ran 2.5x slower from
+                // DRAM on Zen 5). Results are the same either way.
 #ifdef QLIB_GGML_STEPS
                 // Tiles of 3 rows x 6 tokens: on 11004 x 4096 weights and 60 tokens, q4_0 ran at 106-108
                 // GMAC/s (2 x 6: 99-108, 4 x 6: 101-107, 4 x 3: 79-82), q8_0 at 76-78 (2 x 6: 67-69).
